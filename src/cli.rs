@@ -1,0 +1,296 @@
+//! Command-line front end: argument parsing, choosing defaults (data folder, tasks, gene map),
+//! printing tables and writing result files. No computation lives here.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use crate::eval::logreg::LogisticRegression;
+use crate::eval::probe::{PairFeature, Solver};
+use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
+use crate::eval::task::TaskSet;
+use crate::io::GeneIdMap;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "bftkit",
+    version,
+    about = "Balanced Fine-Tuning toolkit: gene-text embeddings and the probes that judge them"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List the benchmark tasks and whether their data is present.
+    Tasks(DataArgs),
+    /// Probe gene embeddings with logistic regression on benchmark tasks.
+    Probe(ProbeArgs),
+    /// Write the built-in synthetic dataset (data folder + planted embeddings) to a folder.
+    Fixtures {
+        #[arg(long, default_value = "fixtures")]
+        out: PathBuf,
+    },
+}
+
+#[derive(Args, Debug, Clone)]
+struct DataArgs {
+    /// Data folder holding the task files [default: $BFTKIT_DATA, else ./data, else the built-in
+    /// synthetic fixtures].
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Folder of task files (*.toml) to use instead of the built-in tasks.
+    #[arg(long)]
+    tasks: Option<PathBuf>,
+    /// Gene id table (entrez_id, symbol, ensembl_ids, aliases) used to match task genes to
+    /// embedding ids [default: DATA/gene_id_map/hs_gene_ids_orgHsEgDb_3.16.tsv when present].
+    #[arg(long)]
+    gene_map: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
+struct ProbeArgs {
+    #[command(flatten)]
+    data: DataArgs,
+    /// Task name(s), or `all` (tasks whose data is absent are then skipped and listed).
+    #[arg(long, required = true, num_args = 1.., value_delimiter = ',')]
+    task: Vec<String>,
+    /// Gene embeddings (.tsv/.csv/.safetensors); repeat to compare sets
+    /// [default with the built-in fixtures: their planted embeddings].
+    #[arg(long)]
+    embeddings: Vec<PathBuf>,
+    /// Also probe a negative control: `random` = N(0,1) vectors of the same width.
+    #[arg(long, value_parser = ["random"])]
+    baseline: Option<String>,
+    /// Seed for fold assignment and the random baseline.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Number of folds for cross-validated tasks [default: the task's own, 5].
+    #[arg(long)]
+    folds: Option<usize>,
+    /// How a gene pair's two vectors become one feature vector.
+    #[arg(long, value_enum, default_value_t = PairFeature::Sum)]
+    pair_feature: PairFeature,
+    /// Inverse L2 regularisation strength of the logistic regression.
+    #[arg(long, default_value_t = 1.0)]
+    c: f64,
+    /// Maximum L-BFGS iterations.
+    #[arg(long, default_value_t = 1000)]
+    max_iter: usize,
+    #[arg(long, value_enum, default_value_t = Solver::Lbfgs)]
+    solver: Solver,
+    /// Write each task's examples and fold assignment to DIR/TASK.tsv (rows of the first
+    /// embedding file), for cross-checking with other tools.
+    #[arg(long, value_name = "DIR")]
+    export_folds: Option<PathBuf>,
+    /// Write the full result (every fold, coverage, seeds, digests) as JSON.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+pub fn main() -> Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Tasks(args) => tasks(&args),
+        Command::Probe(args) => probe(args),
+        Command::Fixtures { out } => {
+            crate::fixtures::write(&out)?;
+            println!(
+                "wrote {}/data and {}/embeddings.tsv",
+                out.display(),
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The data folder to use, and whether it is the built-in fixture set (kept alive by `_tmp`).
+struct DataDir {
+    path: PathBuf,
+    fixture: bool,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+fn resolve_data(args: &DataArgs) -> Result<DataDir> {
+    let given = args
+        .data
+        .clone()
+        .or_else(|| std::env::var_os("BFTKIT_DATA").map(PathBuf::from))
+        .or_else(|| Some(PathBuf::from("data")).filter(|p| p.is_dir()));
+    match given {
+        Some(path) if path.is_dir() => Ok(DataDir {
+            path,
+            fixture: false,
+            _tmp: None,
+        }),
+        Some(path) => bail!("data folder {} does not exist", path.display()),
+        None => {
+            let tmp = tempfile::tempdir().context("cannot create a temporary folder")?;
+            crate::fixtures::write(tmp.path())?;
+            eprintln!(
+                "note: no data folder (--data, $BFTKIT_DATA or ./data): using the built-in \
+                 synthetic fixtures (the same as fixtures/ in the repository)"
+            );
+            Ok(DataDir {
+                path: tmp.path().join("data"),
+                fixture: true,
+                _tmp: Some(tmp),
+            })
+        }
+    }
+}
+
+fn load_tasks(args: &DataArgs) -> Result<TaskSet> {
+    match &args.tasks {
+        Some(dir) => TaskSet::from_dir(dir),
+        None => TaskSet::embedded(),
+    }
+}
+
+fn load_gene_map(args: &DataArgs, data: &Path) -> Result<Option<(GeneIdMap, PathBuf)>> {
+    let path = match &args.gene_map {
+        Some(p) => p.clone(),
+        None => {
+            let p = data.join("gene_id_map/hs_gene_ids_orgHsEgDb_3.16.tsv");
+            if !p.is_file() {
+                eprintln!(
+                    "note: no gene id map ({}); genes match embedding ids by name only",
+                    p.display()
+                );
+                return Ok(None);
+            }
+            p
+        }
+    };
+    Ok(Some((GeneIdMap::read(&path)?, path)))
+}
+
+fn tasks(args: &DataArgs) -> Result<()> {
+    let data = resolve_data(args)?;
+    let set = load_tasks(args)?;
+    println!(
+        "tasks from {}; data folder {}",
+        set.origin,
+        data.path.display()
+    );
+    println!("{:<34} {:<5} {:<7} title", "task", "group", "data");
+    for t in &set.tasks {
+        let present = if t.data_present(&data.path) {
+            "yes"
+        } else {
+            "missing"
+        };
+        let group = format!("{:?}", t.group).to_lowercase();
+        println!("{:<34} {:<5} {:<7} {}", t.name, group, present, t.title);
+    }
+    Ok(())
+}
+
+fn probe(args: ProbeArgs) -> Result<()> {
+    let data = resolve_data(&args.data)?;
+    let set = load_tasks(&args.data)?;
+    let selected = set.select(&args.task)?;
+    let gene_map = load_gene_map(&args.data, &data.path)?;
+    let mut paths = args.embeddings.clone();
+    if paths.is_empty() {
+        if !data.fixture {
+            bail!("--embeddings FILE is required (a .tsv, .csv or .safetensors of gene vectors)");
+        }
+        paths.push(
+            data.path
+                .parent()
+                .expect("fixture root")
+                .join("embeddings.tsv"),
+        );
+    }
+    let mut sets = paths
+        .iter()
+        .map(|p| EmbeddingSet::from_file(p))
+        .collect::<Result<Vec<_>>>()?;
+    let mut names = std::collections::HashSet::new();
+    for s in &mut sets {
+        let base = s.name.clone();
+        let mut k = 2;
+        while !names.insert(s.name.clone()) {
+            s.name = format!("{base}_{k}");
+            k += 1;
+        }
+        s.info.name = s.name.clone();
+    }
+    if args.baseline.is_some() {
+        let random = EmbeddingSet::random_like(&sets[0].embeddings, args.seed);
+        sets.push(random);
+    }
+    let opts = ProbeOptions {
+        data_dir: data.path.clone(),
+        seed: args.seed,
+        folds: args.folds,
+        pair_feature: args.pair_feature,
+        model: LogisticRegression {
+            c: args.c,
+            max_iter: args.max_iter,
+            ..LogisticRegression::default()
+        },
+        solver: args.solver,
+        skip_missing_data: args.task.iter().any(|t| t == "all"),
+        export_folds: args.export_folds.clone(),
+    };
+    let bar = indicatif::ProgressBar::new(selected.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} tasks  {msg}")
+            .expect("valid template"),
+    );
+    let map_ref = gene_map.as_ref().map(|(m, p)| (m, p.as_path()));
+    let report = suite::run_probe(&selected, &sets, map_ref, &opts, &set.origin, |t| {
+        bar.set_message(t.name.clone());
+        bar.inc(1);
+    })?;
+    bar.finish_and_clear();
+    print_table(&report);
+    if let Some(out) = &args.out {
+        let json = serde_json::to_string_pretty(&report)?;
+        std::fs::write(out, json).with_context(|| format!("{}: cannot write", out.display()))?;
+        println!("results written to {}", out.display());
+    }
+    Ok(())
+}
+
+fn print_table(r: &ProbeReport) {
+    println!(
+        "{:<34} {:<12} {:>11} {:>8} {:>15} {:>7} {:>7} {:>7} {:>5}  reference",
+        "task", "embeddings", "n (+/-)", "coverage", "ROC-AUC", "AP", "acc", "F1", "iter"
+    );
+    for t in &r.results {
+        let s = &t.scores;
+        let reference = t
+            .references
+            .first()
+            .map(|x| format!("{} {:.3}", x.name, x.value))
+            .unwrap_or_default();
+        println!(
+            "{:<34} {:<12} {:>11} {:>7.1}% {:>7.3} ± {:.3} {:>7.3} {:>7.3} {:>7.3} {:>4}{}  {}",
+            t.task,
+            t.embedding_set,
+            format!("{}/{}", t.n_positive, t.n_negative),
+            100.0 * t.coverage.fraction(),
+            s.roc_auc.mean,
+            s.roc_auc.sd,
+            s.average_precision.mean,
+            s.accuracy.mean,
+            s.f1.mean,
+            s.max_iterations,
+            if s.all_converged { " " } else { "!" },
+            reference
+        );
+    }
+    for s in &r.skipped {
+        println!("{:<34} skipped: {}", s.task, s.reason);
+    }
+    if r.results.iter().any(|t| !t.scores.all_converged) {
+        println!("! = a fold hit --max-iter before converging");
+    }
+    println!("seed {}, {:.2}s", r.seed, r.runtime_s);
+}

@@ -1,0 +1,10 @@
+//! Evaluation: benchmark tasks (data), datasets built from them, probing classifiers, splits and
+//! metrics. Metrics and the classifier are pure; only `task` reads files.
+
+pub mod dataset;
+pub mod logreg;
+pub mod metrics;
+pub mod probe;
+pub mod split;
+pub mod suite;
+pub mod task;

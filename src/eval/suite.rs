@@ -1,0 +1,258 @@
+//! The probe suite: runs the selected tasks against one or more embedding sets and collects one
+//! serialisable result ([`ProbeReport`]). Orchestration only: datasets come from
+//! [`super::dataset`], scores from [`super::probe`].
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use serde::{Deserialize, Serialize};
+
+use super::dataset::{self, Coverage};
+use super::logreg::LogisticRegression;
+use super::probe::{self, PairFeature, ProbeScores, Solver};
+use super::task::{Protocol, Reference, TaskGroup, TaskSpec};
+use crate::io::embeddings::file_sha256;
+use crate::io::{GeneEmbeddings, GeneIdMap, GeneResolver};
+
+/// An embedding set to probe.
+pub struct EmbeddingSet {
+    pub name: String,
+    pub embeddings: GeneEmbeddings,
+    pub info: EmbeddingInfo,
+}
+
+/// Where an embedding set came from, recorded in every result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingInfo {
+    pub name: String,
+    /// File path, or empty for generated sets (the random baseline).
+    pub path: String,
+    /// SHA-256 of the file (empty for generated sets).
+    pub sha256: String,
+    pub genes: usize,
+    pub dim: usize,
+    pub source: String,
+}
+
+impl EmbeddingSet {
+    /// Reads an embedding file; the set is named after the file stem.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let embeddings = GeneEmbeddings::read(path)?;
+        let name = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "embeddings".into());
+        let info = EmbeddingInfo {
+            name: name.clone(),
+            path: path.display().to_string(),
+            sha256: file_sha256(path)?,
+            genes: embeddings.len(),
+            dim: embeddings.dim,
+            source: embeddings.source.clone(),
+        };
+        Ok(Self {
+            name,
+            embeddings,
+            info,
+        })
+    }
+
+    /// The negative control: N(0,1) vectors of the same width for the same genes, seeded.
+    pub fn random_like(other: &GeneEmbeddings, seed: u64) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x005e_ed0f_ba5e);
+        let values: Vec<f32> = (0..other.values.len())
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let source = format!("random N(0,1), {} dims, seed {seed}", other.dim);
+        let embeddings = GeneEmbeddings {
+            ids: other.ids.clone(),
+            dim: other.dim,
+            values,
+            source: source.clone(),
+        };
+        let name = "random".to_string();
+        let info = EmbeddingInfo {
+            name: name.clone(),
+            path: String::new(),
+            sha256: String::new(),
+            genes: embeddings.len(),
+            dim: embeddings.dim,
+            source,
+        };
+        Self {
+            name,
+            embeddings,
+            info,
+        }
+    }
+}
+
+/// Options shared by every task of a probe run.
+#[derive(Debug, Clone)]
+pub struct ProbeOptions {
+    pub data_dir: PathBuf,
+    pub seed: u64,
+    /// Overrides the task's fold count (stratified k-fold tasks only).
+    pub folds: Option<usize>,
+    pub pair_feature: PairFeature,
+    pub model: LogisticRegression,
+    pub solver: Solver,
+    /// Skip (rather than fail on) tasks whose data files are absent.
+    pub skip_missing_data: bool,
+    /// Write each task's examples and folds (over the first embedding set) to `DIR/TASK.tsv`.
+    pub export_folds: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ClassifierInfo {
+    pub model: String,
+    pub penalty: String,
+    pub c: f64,
+    pub tol: f64,
+    pub max_iter: usize,
+    pub standardized: bool,
+    pub solver: Solver,
+}
+
+/// One task scored on one embedding set.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TaskResult {
+    pub task: String,
+    pub title: String,
+    pub group: TaskGroup,
+    pub main_metric: String,
+    pub protocol: String,
+    pub n_folds: usize,
+    pub pair_feature: Option<PairFeature>,
+    pub embedding_set: String,
+    pub n_positive: usize,
+    pub n_negative: usize,
+    pub coverage: Coverage,
+    pub scores: ProbeScores,
+    pub references: Vec<Reference>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SkippedTask {
+    pub task: String,
+    pub reason: String,
+}
+
+/// Everything one `bftkit probe` run computed, and how.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProbeReport {
+    pub bftkit_version: String,
+    pub command: String,
+    pub seed: u64,
+    pub data_dir: String,
+    pub gene_map: Option<String>,
+    pub tasks_origin: String,
+    pub embedding_sets: Vec<EmbeddingInfo>,
+    pub classifier: ClassifierInfo,
+    pub results: Vec<TaskResult>,
+    pub skipped: Vec<SkippedTask>,
+    pub runtime_s: f64,
+}
+
+/// Runs `tasks` on every embedding set. `on_task` is called before each task (for progress).
+pub fn run_probe(
+    tasks: &[&TaskSpec],
+    sets: &[EmbeddingSet],
+    gene_map: Option<(&GeneIdMap, &Path)>,
+    opts: &ProbeOptions,
+    tasks_origin: &str,
+    mut on_task: impl FnMut(&TaskSpec),
+) -> Result<ProbeReport> {
+    let start = Instant::now();
+    let mut results = Vec::new();
+    let mut skipped = Vec::new();
+    for task in tasks {
+        on_task(task);
+        if !task.data_present(&opts.data_dir) {
+            let missing: Vec<&str> = task
+                .files()
+                .into_iter()
+                .filter(|f| !opts.data_dir.join(f).is_file())
+                .collect();
+            let reason = format!(
+                "data not found under {}: {}",
+                opts.data_dir.display(),
+                missing.join(", ")
+            );
+            if opts.skip_missing_data {
+                skipped.push(SkippedTask {
+                    task: task.name.clone(),
+                    reason,
+                });
+                continue;
+            }
+            anyhow::bail!("task '{}': {reason}", task.name);
+        }
+        for (k, set) in sets.iter().enumerate() {
+            let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
+            let ds = dataset::build(task, &opts.data_dir, &resolver, opts.folds, opts.seed)
+                .with_context(|| format!("task '{}'", task.name))?;
+            if let (0, Some(dir)) = (k, &opts.export_folds) {
+                std::fs::create_dir_all(dir)
+                    .with_context(|| format!("{}: cannot create", dir.display()))?;
+                ds.write_tsv(&dir.join(format!("{}.tsv", task.name)))?;
+            }
+            let scores = probe::run(
+                &ds,
+                &set.embeddings,
+                opts.pair_feature,
+                &opts.model,
+                opts.solver,
+            )
+            .with_context(|| format!("task '{}' on '{}'", task.name, set.name))?;
+            let protocol = match &task.protocol {
+                Protocol::StratifiedKfold { .. } => {
+                    format!("stratified {}-fold CV, seed {}", ds.n_folds, opts.seed)
+                }
+                Protocol::Fixed { .. } => "fixed train/test split".to_string(),
+                Protocol::FoldColumn { .. } => format!("published {}-fold split", ds.n_folds),
+            };
+            let n_positive = ds.labels.iter().filter(|&&l| l).count();
+            results.push(TaskResult {
+                task: task.name.clone(),
+                title: task.title.clone(),
+                group: task.group,
+                main_metric: task.main_metric.clone(),
+                protocol,
+                n_folds: ds.n_folds,
+                pair_feature: (task.group == TaskGroup::Pair).then_some(opts.pair_feature),
+                embedding_set: set.name.clone(),
+                n_positive,
+                n_negative: ds.labels.len() - n_positive,
+                coverage: ds.coverage,
+                scores,
+                references: task.reference.clone(),
+            });
+        }
+    }
+    Ok(ProbeReport {
+        bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        seed: opts.seed,
+        data_dir: opts.data_dir.display().to_string(),
+        gene_map: gene_map.map(|(_, p)| p.display().to_string()),
+        tasks_origin: tasks_origin.to_string(),
+        embedding_sets: sets.iter().map(|s| s.info.clone()).collect(),
+        classifier: ClassifierInfo {
+            model: "logistic_regression".into(),
+            penalty: "l2".into(),
+            c: opts.model.c,
+            tol: opts.model.tol,
+            max_iter: opts.model.max_iter,
+            standardized: true,
+            solver: opts.solver,
+        },
+        results,
+        skipped,
+        runtime_s: start.elapsed().as_secs_f64(),
+    })
+}

@@ -1,0 +1,254 @@
+//! The built-in synthetic dataset: a small data folder with the same layout and file formats as
+//! the real one (so every task in `tasks/` runs on it), and gene embeddings with planted signal.
+//!
+//! Each gene has a latent vector; every task's labels are a seeded linear rule of the latent
+//! vectors (for pairs, of their sum), so a probe on the planted embeddings scores well above
+//! chance and the random baseline near 0.5. The generator is deterministic: `fixtures/` in the
+//! repository is its output, and a test checks that they agree.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+use crate::io::GeneEmbeddings;
+
+const GENES: usize = 400;
+const DIM: usize = 16;
+/// Genes at the end of the list are in the id map but have no embedding (to exercise coverage).
+const WITHOUT_EMBEDDING: usize = 20;
+const SEED: u64 = 20261127;
+
+fn symbol(i: usize) -> String {
+    format!("GENE{i:04}")
+}
+fn entrez(i: usize) -> usize {
+    900_000 + i
+}
+fn ensembl(i: usize) -> String {
+    format!("ENSG99{i:09}")
+}
+
+/// Writes the data folder to `dir/data` and the planted embeddings to `dir/embeddings.tsv`.
+pub fn write(dir: &Path) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let latent: Vec<Vec<f32>> = (0..GENES)
+        .map(|_| (0..DIM).map(|_| StandardNormal.sample(&mut rng)).collect())
+        .collect();
+    let data = dir.join("data");
+    let mut files: Vec<(String, String)> = Vec::new();
+
+    // Gene id map (NCBI layout); every tenth gene has an alias.
+    let mut ids = String::from("entrez_id\tsymbol\tgene_type\tensembl_ids\tuniprot_ids\taliases\n");
+    for i in 0..GENES {
+        let alias = if i % 10 == 0 {
+            format!("ALIAS{i}")
+        } else {
+            String::new()
+        };
+        writeln!(
+            ids,
+            "{}\t{}\tprotein-coding\t{}\t\t{alias}",
+            entrez(i),
+            symbol(i),
+            ensembl(i)
+        )?;
+    }
+    files.push(("gene_id_map/hs_gene_ids_orgHsEgDb_3.16.tsv".into(), ids));
+
+    // A task's rule: a random direction in latent space and the genes' scores along it.
+    let rule = |rng: &mut ChaCha8Rng| -> Vec<f32> {
+        (0..DIM).map(|_| StandardNormal.sample(rng)).collect()
+    };
+    let score = |w: &[f32], v: &[f32]| -> f32 { w.iter().zip(v).map(|(a, b)| a * b).sum() };
+
+    // Gene tasks: Geneformer's long table (Ensembl ids) and the Chen 2020 CSV (symbols).
+    let mut long = String::from("task\tclass\tlabel\tensembl_id\tsymbol\n");
+    let gene_tasks = [
+        (
+            "dosage_sensitivity_TFs",
+            "Dosage-sensitive TFs",
+            "Dosage-insensitive TFs",
+        ),
+        ("bivalent_vs_no_methyl", "bivalent", "no_methylation"),
+        ("bivalent_vs_lys4_only", "bivalent", "lys4_only"),
+        ("bivalent_vs_lys4_only_genomewide", "bivalent", "lys4_only"),
+        ("tf_regulatory_range", "long_range", "short_range"),
+        ("n1_network", "n1_central", "n1_peripheral"),
+        ("n1_target", "n1_activated", "n1_nontarget"),
+    ];
+    for (task, pos, neg) in gene_tasks {
+        let w = rule(&mut rng);
+        let mut genes: Vec<usize> = (0..GENES).collect();
+        genes.shuffle(&mut rng);
+        genes.truncate(120);
+        for &g in &genes {
+            let positive = score(&w, &latent[g]) > 0.0;
+            let (class, label) = if positive { (pos, 1) } else { (neg, 0) };
+            writeln!(
+                long,
+                "{task}\t{class}\t{label}\t{}\t{}",
+                ensembl(g),
+                symbol(g)
+            )?;
+        }
+        // One gene listed in both classes: must be dropped and counted.
+        let g = genes[0];
+        writeln!(long, "{task}\t{neg}\t0\t{}\t{}", ensembl(g), symbol(g))?;
+        writeln!(long, "{task}\t{pos}\t1\t{}\t{}", ensembl(g), symbol(g))?;
+    }
+    files.push((
+        "geneformer_gene_labels/geneformer_gene_labels_long.tsv".into(),
+        long,
+    ));
+
+    let w = rule(&mut rng);
+    let mut chen = String::from(",CCLE,std,assignment\n");
+    for (g, v) in latent.iter().enumerate().take(60) {
+        let class = if score(&w, v) > 0.0 {
+            "long-range TF"
+        } else {
+            "short-range TF"
+        };
+        writeln!(
+            chen,
+            "{},{:.3},{:.3},{class}",
+            symbol(g),
+            rng.random::<f32>(),
+            rng.random::<f32>()
+        )?;
+    }
+    files.push((
+        "geneformer_gene_labels/41467_2020_16106_MOESM4_ESM.csv".into(),
+        chen,
+    ));
+
+    // Pair tasks: label = the rule applied to the sum of the two latent vectors.
+    let pairs = |rng: &mut ChaCha8Rng, n: usize| -> Vec<(usize, usize, bool)> {
+        let w = rule(rng);
+        (0..n)
+            .map(|_| {
+                let (a, b) = (rng.random_range(0..GENES), rng.random_range(0..GENES));
+                let s = score(&w, &latent[a]) + score(&w, &latent[b]);
+                (a, b, s > 0.0)
+            })
+            .collect()
+    };
+    let all = pairs(&mut rng, 1500);
+    for (split, range) in [("train", 0..1200), ("test", 1200..1500)] {
+        let (mut text, mut labels) = (String::new(), String::new());
+        for &(a, b, l) in &all[range] {
+            writeln!(text, "{} {}", symbol(a), symbol(b))?;
+            writeln!(labels, "{}", l as u8)?;
+        }
+        files.push((format!("gene2vec_ggi/{split}_text.txt"), text));
+        files.push((format!("gene2vec_ggi/{split}_label.txt"), labels));
+    }
+    let mut ppi = String::from("protein1\tprotein2\tentrez1\tentrez2\tsymbol1\tsymbol2\tlabel\n");
+    for (k, (a, b, l)) in pairs(&mut rng, 800).into_iter().enumerate() {
+        // Every 50th pair has an unmapped protein (blank symbol), as in the real file.
+        let sb = if k % 50 == 0 {
+            String::new()
+        } else {
+            symbol(b)
+        };
+        writeln!(
+            ppi,
+            "NP_{a}\tNP_{b}\t{}\t{}\t{}\t{sb}\t{}",
+            entrez(a),
+            entrez(b),
+            symbol(a),
+            l as u8
+        )?;
+    }
+    files.push((
+        "ppi_pan_human/pan_human_ppi_orig_with_symbols.tsv".into(),
+        ppi,
+    ));
+    for name in ["sl_pairs", "ng_pairs", "tf_pairs"] {
+        let mut t = String::from("entrez1\tentrez2\tsymbol1\tsymbol2\tlabel\touter_test_fold\n");
+        for (k, (a, b, l)) in pairs(&mut rng, 600).into_iter().enumerate() {
+            // Every 20th pair is outside the published folds (blank fold).
+            let fold = if k % 20 == 0 {
+                String::new()
+            } else {
+                (k % 3).to_string()
+            };
+            writeln!(
+                t,
+                "{}\t{}\t{}\t{}\t{}\t{fold}",
+                entrez(a),
+                entrez(b),
+                symbol(a),
+                symbol(b),
+                l as u8
+            )?;
+        }
+        files.push((format!("gene_pairs_ylab/{name}.tsv"), t));
+    }
+
+    for (rel, text) in files {
+        let path = data.join(&rel);
+        std::fs::create_dir_all(path.parent().expect("file in a folder"))?;
+        std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;
+    }
+
+    // Embeddings: latent vector plus a little noise, keyed by symbol; the last genes have none.
+    let n = GENES - WITHOUT_EMBEDDING;
+    let mut values = Vec::with_capacity(n * DIM);
+    for v in &latent[..n] {
+        for x in v {
+            let noise: f32 = StandardNormal.sample(&mut rng);
+            values.push(((x + 0.1 * noise) * 1000.0).round() / 1000.0);
+        }
+    }
+    let emb = GeneEmbeddings::new(
+        (0..n).map(symbol).collect(),
+        DIM,
+        values,
+        "bftkit synthetic fixture (planted signal)".into(),
+    )?;
+    emb.write(&dir.join("embeddings.tsv"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The committed `fixtures/` folder is exactly what the generator writes.
+    #[test]
+    fn committed_fixtures_match_the_generator() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path()).unwrap();
+        let committed = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let mut stack = vec![tmp.path().to_path_buf()];
+        let mut n = 0;
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let p = e.unwrap().path();
+                if p.is_dir() {
+                    stack.push(p);
+                    continue;
+                }
+                let rel = p.strip_prefix(tmp.path()).unwrap();
+                let want = std::fs::read(committed.join(rel)).unwrap_or_else(|_| {
+                    panic!(
+                        "fixtures/{} missing: run `bftkit fixtures --out fixtures`",
+                        rel.display()
+                    )
+                });
+                assert!(
+                    std::fs::read(&p).unwrap() == want,
+                    "fixtures/{} is stale",
+                    rel.display()
+                );
+                n += 1;
+            }
+        }
+        assert!(n >= 12);
+    }
+}

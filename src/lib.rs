@@ -1,0 +1,12 @@
+//! bftkit: Balanced Fine-Tuning for biomedical LLMs, gene-text embeddings, and the probing
+//! benchmarks that judge them.
+//!
+//! Modules by domain:
+//! - [`io`]: reading and writing embedding files and gene identifier maps (no maths);
+//! - [`eval`]: benchmark task definitions, probing classifiers, cross-validation and metrics;
+//! - [`cli`]: the command-line front end (thin; parses, dispatches, prints).
+
+pub mod cli;
+pub mod eval;
+pub mod fixtures;
+pub mod io;

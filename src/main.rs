@@ -1,0 +1,9 @@
+//! The `bftkit` binary: parses the command line and hands off to the library.
+//! All work lives in `bftkit::cli` and the domain modules; this file only reports errors.
+
+fn main() {
+    if let Err(err) = bftkit::cli::main() {
+        eprintln!("error: {err:#}");
+        std::process::exit(1);
+    }
+}

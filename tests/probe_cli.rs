@@ -1,0 +1,217 @@
+//! End-to-end tests of `bftkit probe` and `bftkit tasks` on the project's own synthetic fixtures
+//! (planted signal), through the real binary and the real task files.
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
+}
+
+fn bftkit() -> Command {
+    let mut c = Command::cargo_bin("bftkit").unwrap();
+    c.env_remove("BFTKIT_DATA");
+    c
+}
+
+fn probe_json(extra: &[&str]) -> Value {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("r.json");
+    let fx = fixtures();
+    bftkit()
+        .args(["probe", "--task", "all", "--data"])
+        .arg(fx.join("data"))
+        .arg("--embeddings")
+        .arg(fx.join("embeddings.tsv"))
+        .arg("--out")
+        .arg(&out)
+        .args(extra)
+        .assert()
+        .success();
+    serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap()
+}
+
+fn auc(r: &Value) -> f64 {
+    r["scores"]["roc_auc"]["mean"].as_f64().unwrap()
+}
+
+#[test]
+fn planted_signal_scores_high_and_random_baseline_near_chance() {
+    let v = probe_json(&["--baseline", "random", "--seed", "3"]);
+    let results = v["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2 * 13, "13 tasks x 2 embedding sets");
+    let mut random = Vec::new();
+    for r in results {
+        match r["embedding_set"].as_str().unwrap() {
+            "embeddings" => assert!(auc(r) > 0.9, "{}: {}", r["task"], auc(r)),
+            "random" => random.push(auc(r)),
+            other => panic!("unexpected set {other}"),
+        }
+        assert!(r["scores"]["all_converged"].as_bool().unwrap());
+        let folds = r["scores"]["folds"].as_array().unwrap();
+        assert_eq!(folds.len(), r["n_folds"].as_u64().unwrap() as usize);
+    }
+    let mean = random.iter().sum::<f64>() / random.len() as f64;
+    assert!((0.4..0.6).contains(&mean), "random mean AUC {mean}");
+    assert!(random.iter().all(|&a| a < 0.75), "{random:?}");
+    assert_eq!(v["seed"], 3);
+    assert_eq!(v["embedding_sets"][0]["sha256"].as_str().unwrap().len(), 64);
+    assert!(v["bftkit_version"].is_string());
+}
+
+#[test]
+fn coverage_conflicts_and_protocols_are_reported() {
+    let v = probe_json(&[]);
+    let by_task = |name: &str| {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["task"] == name)
+            .unwrap()
+            .clone()
+    };
+    // Gene tasks: 120 genes, one listed in both classes (dropped), some without embeddings.
+    let r = by_task("dosage_sensitive_tfs");
+    let c = &r["coverage"];
+    assert_eq!(c["conflicts_dropped"], 1);
+    let total = c["positive_total"].as_u64().unwrap() + c["negative_total"].as_u64().unwrap();
+    assert_eq!(total, 119);
+    let matched = c["positive_matched"].as_u64().unwrap() + c["negative_matched"].as_u64().unwrap();
+    assert_eq!(
+        matched,
+        r["n_positive"].as_u64().unwrap() + r["n_negative"].as_u64().unwrap()
+    );
+    assert_eq!(
+        total - matched,
+        c["missing_genes"].as_array().unwrap().len() as u64
+    );
+    assert!(
+        matched < total,
+        "fixture genes without embeddings are counted as missing"
+    );
+    assert_eq!(r["n_folds"], 5);
+    // Fixed split: one fold trained on train_text, tested on test_text.
+    let r = by_task("ggi_gene2vec");
+    assert_eq!(r["n_folds"], 1);
+    assert_eq!(r["protocol"], "fixed train/test split");
+    // Published folds: blank fold rows excluded and counted (every 20th of 600).
+    let r = by_task("sl_pairs");
+    assert_eq!(r["n_folds"], 3);
+    assert_eq!(r["coverage"]["outside_folds"], 30);
+    // PPI pairs with an unmapped protein (blank symbol) count as not matched.
+    let r = by_task("ppi_pan");
+    assert!(r["coverage"]["positive_matched"].as_u64() < r["coverage"]["positive_total"].as_u64());
+}
+
+#[test]
+fn results_are_reproducible_for_a_seed() {
+    let strip = |mut v: Value| {
+        v["runtime_s"] = Value::Null;
+        v["command"] = Value::Null;
+        for r in v["results"].as_array_mut().unwrap() {
+            r["scores"]["runtime_s"] = Value::Null;
+        }
+        v
+    };
+    let a = strip(probe_json(&["--seed", "11", "--baseline", "random"]));
+    let b = strip(probe_json(&["--seed", "11", "--baseline", "random"]));
+    assert_eq!(a, b);
+    let c = strip(probe_json(&["--seed", "12", "--baseline", "random"]));
+    assert_ne!(
+        a["results"], c["results"],
+        "the seed changes folds and the random baseline"
+    );
+}
+
+#[test]
+fn pair_features_and_fold_override() {
+    for feature in ["concat", "product"] {
+        let v = probe_json(&["--pair-feature", feature, "--folds", "3"]);
+        for r in v["results"].as_array().unwrap() {
+            if r["group"] == "pair" {
+                assert_eq!(r["pair_feature"], feature);
+            } else {
+                assert_eq!(r["n_folds"], 3);
+            }
+        }
+    }
+}
+
+#[test]
+fn default_run_uses_builtin_fixtures() {
+    let dir = tempfile::tempdir().unwrap();
+    bftkit()
+        .current_dir(dir.path())
+        .args(["probe", "--task", "dosage_sensitive_tfs,ggi_gene2vec"])
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("built-in synthetic fixtures"))
+        .stdout(predicates::str::contains("dosage_sensitive_tfs"));
+}
+
+#[test]
+fn tasks_lists_every_task_with_data_status() {
+    let dir = tempfile::tempdir().unwrap();
+    bftkit()
+        .args(["tasks", "--data"])
+        .arg(dir.path())
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("ggi_gene2vec"))
+        .stdout(predicates::str::contains("missing"));
+}
+
+#[test]
+fn bad_inputs_fail_with_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixtures();
+    let bad = dir.path().join("bad.tsv");
+    std::fs::write(&bad, "GENE0001\t1\t2\nGENE0002\t1\n").unwrap();
+    bftkit()
+        .args(["probe", "--task", "n1_network", "--data"])
+        .arg(fx.join("data"))
+        .arg("--embeddings")
+        .arg(&bad)
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("bad.tsv:2"));
+    bftkit()
+        .args(["probe", "--task", "no_such_task", "--data"])
+        .arg(fx.join("data"))
+        .arg("--embeddings")
+        .arg(fx.join("embeddings.tsv"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("known tasks"));
+    // A named task whose data is absent is an error (with `all` it is skipped and listed).
+    bftkit()
+        .args(["probe", "--task", "n1_network", "--data"])
+        .arg(dir.path())
+        .arg("--embeddings")
+        .arg(fx.join("embeddings.tsv"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains("data not found"));
+    // Labels outside the task's classes name the line.
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(data.join("geneformer_gene_labels")).unwrap();
+    std::fs::write(
+        data.join("geneformer_gene_labels/41467_2020_16106_MOESM4_ESM.csv"),
+        ",assignment\nGENE0001,long-range TF\nGENE0002,medium-range TF\n",
+    )
+    .unwrap();
+    bftkit()
+        .args(["probe", "--task", "tf_range_chen2020", "--data"])
+        .arg(&data)
+        .arg("--embeddings")
+        .arg(fx.join("embeddings.tsv"))
+        .assert()
+        .failure()
+        .stderr(predicates::str::contains(
+            "41467_2020_16106_MOESM4_ESM.csv:3",
+        ))
+        .stderr(predicates::str::contains("'medium-range TF'"));
+}
