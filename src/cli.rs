@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
+use crate::embed::{self, BertEncoder, EncodeOptions, Pooling};
 use crate::eval::logreg::LogisticRegression;
 use crate::eval::probe::{PairFeature, Solver};
 use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
@@ -29,6 +30,8 @@ enum Command {
     Tasks(DataArgs),
     /// Probe gene embeddings with logistic regression on benchmark tasks.
     Probe(ProbeArgs),
+    /// Embed one text per gene with a sentence encoder (GenePT protocol).
+    Embed(EmbedArgs),
     /// Write the built-in synthetic dataset (data folder + planted embeddings) to a folder.
     Fixtures {
         #[arg(long, default_value = "fixtures")]
@@ -91,11 +94,48 @@ struct ProbeArgs {
     out: Option<PathBuf>,
 }
 
+#[derive(Args, Debug)]
+struct EmbedArgs {
+    /// Genes to embed, one per line (`#` comments) [default: every gene of --texts].
+    genes: Option<PathBuf>,
+    /// Per-gene texts: a JSON object {gene: text}, or a TSV/CSV with a header.
+    #[arg(long)]
+    texts: PathBuf,
+    /// Gene id column of a --texts table.
+    #[arg(long, default_value = "symbol")]
+    id_col: String,
+    /// Text column of a --texts table.
+    #[arg(long, default_value = "profile")]
+    text_col: String,
+    /// Model folder (config.json, model.safetensors, tokenizer.json), e.g. models/all-MiniLM-L6-v2.
+    #[arg(long)]
+    model: PathBuf,
+    /// Output file: .safetensors, .tsv or .csv. A report goes beside it as *.embed.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Fail when a listed gene has no text (default: count and list them).
+    #[arg(long)]
+    strict: bool,
+    /// Pooling [default: what the model folder declares, else mean].
+    #[arg(long, value_enum)]
+    pool: Option<Pooling>,
+    /// Skip the L2 normalisation.
+    #[arg(long)]
+    no_normalize: bool,
+    /// Maximum tokens per text [default: the model's sentence_bert_config.json, else 512].
+    #[arg(long)]
+    max_len: Option<usize>,
+    /// Texts per forward pass (texts are sorted by length first).
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+}
+
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Tasks(args) => tasks(&args),
         Command::Probe(args) => probe(args),
+        Command::Embed(args) => embed(args),
         Command::Fixtures { out } => {
             crate::fixtures::write(&out)?;
             println!(
@@ -293,4 +333,77 @@ fn print_table(r: &ProbeReport) {
         println!("! = a fold hit --max-iter before converging");
     }
     println!("seed {}, {:.2}s", r.seed, r.runtime_s);
+}
+
+fn embed(args: EmbedArgs) -> Result<()> {
+    // Check the output format before spending time on encoding.
+    crate::io::embeddings::EmbeddingFormat::from_path(&args.out)?;
+    let genes = args
+        .genes
+        .as_deref()
+        .map(embed::texts::read_gene_list)
+        .transpose()?;
+    let texts = embed::texts::GeneTexts::read(&args.texts, &args.id_col, &args.text_col)?;
+    let device = candle_core::Device::Cpu;
+    let encoder = BertEncoder::load(&args.model, args.max_len, &device)?;
+    let opts = EncodeOptions {
+        batch_size: args.batch_size,
+        pooling: args.pool.unwrap_or(encoder.default_pooling),
+        normalize: !args.no_normalize,
+    };
+    let total = genes.as_ref().map_or(texts.len(), Vec::len) as u64;
+    let bar = indicatif::ProgressBar::new(total).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} texts  {per_sec}  eta {eta}")
+            .expect("valid template"),
+    );
+    let (emb, mut report) = embed::embed_genes(
+        &encoder,
+        genes.as_deref(),
+        &texts,
+        &opts,
+        args.strict,
+        |n| bar.inc(n as u64),
+    )?;
+    bar.finish_and_clear();
+    let mut emb = emb;
+    emb.source = format!(
+        "{} over {} ({})",
+        args.model.display(),
+        args.texts.display(),
+        emb.source
+    );
+    emb.write(&args.out)?;
+    report.model = args.model.display().to_string();
+    report.texts = args.texts.display().to_string();
+    report.output = args.out.display().to_string();
+    let report_path = embed::report_path(&args.out);
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("{}: cannot write", report_path.display()))?;
+    println!(
+        "embedded {} of {} genes ({} dims) in {:.1}s: {:.1} texts/s, {:.0} tokens/s, {} truncated at {} tokens",
+        report.genes_embedded,
+        report.genes_requested,
+        report.dim,
+        report.encode_seconds,
+        report.texts_per_second,
+        report.tokens_per_second,
+        report.truncated,
+        report.max_len
+    );
+    if !report.missing.is_empty() {
+        let shown: Vec<&str> = report.missing.iter().take(10).map(String::as_str).collect();
+        println!(
+            "{} genes have no text and were not embedded: {}{} (all listed in {})",
+            report.missing.len(),
+            shown.join(", "),
+            if report.missing.len() > 10 {
+                ", ..."
+            } else {
+                ""
+            },
+            report_path.display()
+        );
+    }
+    println!("wrote {} and {}", args.out.display(), report_path.display());
+    Ok(())
 }

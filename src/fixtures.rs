@@ -215,6 +215,147 @@ pub fn write(dir: &Path) -> Result<()> {
     emb.write(&dir.join("embeddings.tsv"))
 }
 
+/// Words of the tiny BERT's WordPiece vocabulary (after the five special tokens).
+const TINY_WORDS: &[&str] = &[
+    "gene",
+    "protein",
+    "binding",
+    "kinase",
+    "cell",
+    "cycle",
+    "dna",
+    "repair",
+    "the",
+    "of",
+    "a",
+    "is",
+    "in",
+    "and",
+    "tumor",
+    "suppressor",
+    "transcription",
+    "factor",
+    "receptor",
+    "membrane",
+    "##s",
+    "##ing",
+    "##ase",
+    "signal",
+    "pathway",
+    ".",
+    ",",
+    "(",
+    ")",
+];
+
+/// Writes a tiny BERT model folder (config.json, model.safetensors with seeded random weights,
+/// tokenizer.json with a WordPiece vocabulary) for tests. Like MiniLM's, its tokenizer pads every
+/// input to a fixed length, which the encoder must override.
+pub fn write_tiny_bert(dir: &Path) -> Result<()> {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    use candle_transformers::models::bert::{BertModel, Config};
+    std::fs::create_dir_all(dir)?;
+    let vocab_size = 5 + TINY_WORDS.len();
+    let config = serde_json::json!({
+        "architectures": ["BertModel"], "model_type": "bert",
+        "vocab_size": vocab_size, "hidden_size": 16, "num_hidden_layers": 2,
+        "num_attention_heads": 2, "intermediate_size": 32, "hidden_act": "gelu",
+        "hidden_dropout_prob": 0.1, "attention_probs_dropout_prob": 0.1,
+        "max_position_embeddings": 64, "type_vocab_size": 2, "initializer_range": 0.02,
+        "layer_norm_eps": 1e-12, "pad_token_id": 0
+    });
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    // Discover every tensor name and shape by building the model over a VarMap, then fill them
+    // with seeded values (VarMap's own initialisation is not seeded).
+    let cfg: Config = serde_json::from_value(config)?;
+    let varmap = VarMap::new();
+    BertModel::load(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        &cfg,
+    )?;
+    let mut named: Vec<(String, Vec<usize>)> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.dims().to_vec()))
+        .collect();
+    named.sort();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
+    let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = named
+        .into_iter()
+        .map(|(name, shape)| {
+            let n: usize = shape.iter().product();
+            let (base, scale) = if name.ends_with("LayerNorm.weight") {
+                (1.0, 0.1)
+            } else {
+                (0.0, 0.3)
+            };
+            let bytes = (0..n)
+                .flat_map(|_| {
+                    let z: f32 = StandardNormal.sample(&mut rng);
+                    (base + scale * z).to_le_bytes()
+                })
+                .collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = buffers
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view = safetensors::tensor::TensorView::new(
+                safetensors::tensor::Dtype::F32,
+                shape.clone(),
+                bytes,
+            )?;
+            Ok((name.clone(), view))
+        })
+        .collect::<Result<_>>()?;
+    std::fs::write(
+        dir.join("model.safetensors"),
+        safetensors::serialize(views, None)?,
+    )?;
+
+    use tokenizers::models::wordpiece::WordPiece;
+    use tokenizers::normalizers::bert::BertNormalizer;
+    use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
+    use tokenizers::processors::bert::BertProcessing;
+    use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer};
+    let vocab: Vec<&str> = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+        .iter()
+        .chain(TINY_WORDS)
+        .copied()
+        .collect();
+    let vocab_path = dir.join("vocab.txt");
+    std::fs::write(&vocab_path, vocab.join("\n") + "\n")?;
+    let model = WordPiece::from_file(&vocab_path.display().to_string())
+        .unk_token("[UNK]".into())
+        .build()
+        .map_err(|e| anyhow::anyhow!("wordpiece: {e}"))?;
+    let mut tok = Tokenizer::new(model);
+    tok.with_normalizer(Some(BertNormalizer::default()));
+    tok.with_pre_tokenizer(Some(BertPreTokenizer));
+    tok.with_post_processor(Some(BertProcessing::new(
+        ("[SEP]".into(), 3),
+        ("[CLS]".into(), 2),
+    )));
+    tok.with_padding(Some(PaddingParams {
+        strategy: PaddingStrategy::Fixed(48),
+        ..Default::default()
+    }));
+    tok.save(dir.join("tokenizer.json"), true)
+        .map_err(|e| anyhow::anyhow!("cannot save tokenizer: {e}"))?;
+    std::fs::write(
+        dir.join("sentence_bert_config.json"),
+        r#"{"max_seq_length": 32}"#,
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

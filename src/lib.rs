@@ -3,10 +3,12 @@
 //!
 //! Modules by domain:
 //! - [`io`]: reading and writing embedding files and gene identifier maps (no maths);
+//! - [`embed`]: gene texts to vectors with sentence encoders;
 //! - [`eval`]: benchmark task definitions, probing classifiers, cross-validation and metrics;
 //! - [`cli`]: the command-line front end (thin; parses, dispatches, prints).
 
 pub mod cli;
+pub mod embed;
 pub mod eval;
 pub mod fixtures;
 pub mod io;

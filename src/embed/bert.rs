@@ -1,0 +1,313 @@
+//! BERT-family sentence encoders (e.g. all-MiniLM-L6-v2) on candle: tokenise, run the encoder in
+//! length-sorted batches, pool over the attention mask, L2-normalise.
+//!
+//! A model folder holds `config.json`, `model.safetensors` and `tokenizer.json` (as Hugging Face and
+//! sentence-transformers save them); `sentence_bert_config.json` and `1_Pooling/config.json`, when
+//! present, give the maximum length and pooling. The tokenizer's own padding and truncation settings
+//! are replaced (MiniLM's file pads every input to 128): each batch is padded only to its longest
+//! text, and padding is masked out of both attention and pooling, so it never changes a vector.
+
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use serde::{Deserialize, Serialize};
+use tokenizers::{Tokenizer, TruncationParams};
+
+/// How token vectors become one text vector.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Pooling {
+    /// Mean of the token vectors under the attention mask (sentence-transformers' default).
+    Mean,
+    /// The first ([CLS]) token's vector.
+    Cls,
+}
+
+#[derive(Debug, Clone)]
+pub struct EncodeOptions {
+    /// Texts per forward pass (after sorting by length).
+    pub batch_size: usize,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+/// A loaded encoder.
+pub struct BertEncoder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    device: Device,
+    pub hidden_size: usize,
+    pub max_len: usize,
+    /// The pooling the model folder declares (mean unless `1_Pooling/config.json` says CLS).
+    pub default_pooling: Pooling,
+}
+
+#[derive(Deserialize)]
+struct SentenceBertConfig {
+    max_seq_length: Option<usize>,
+}
+
+#[derive(Deserialize)]
+struct PoolingConfig {
+    #[serde(default)]
+    pooling_mode_cls_token: bool,
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str(&text).with_context(|| format!("{}: invalid JSON", path.display()))
+}
+
+impl BertEncoder {
+    /// Loads a model folder. `max_len` overrides the folder's maximum sequence length.
+    pub fn load(dir: &Path, max_len: Option<usize>, device: &Device) -> Result<Self> {
+        if !dir.is_dir() {
+            bail!("{}: model folder not found", dir.display());
+        }
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            if !dir.join(f).is_file() {
+                bail!(
+                    "{}: missing {f} (a BERT model folder holds config.json, model.safetensors \
+                     and tokenizer.json)",
+                    dir.display()
+                );
+            }
+        }
+        let config: Config = read_json(&dir.join("config.json"))?;
+        let weights_path = dir.join("model.safetensors");
+        let bytes = std::fs::read(&weights_path)
+            .with_context(|| format!("{}: cannot read", weights_path.display()))?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+            .with_context(|| format!("{}: not a valid safetensors file", weights_path.display()))?;
+        let model = BertModel::load(vb, &config).with_context(|| {
+            format!("{}: weights do not fit config.json", weights_path.display())
+        })?;
+        let folder_max = match dir.join("sentence_bert_config.json") {
+            p if p.is_file() => read_json::<SentenceBertConfig>(&p)?.max_seq_length,
+            _ => None,
+        };
+        let max_len = max_len
+            .or(folder_max)
+            .unwrap_or(512)
+            .min(config.max_position_embeddings);
+        if max_len < 2 {
+            bail!("--max-len must be at least 2 (room for [CLS] and [SEP])");
+        }
+        let default_pooling = match dir.join("1_Pooling/config.json") {
+            p if p.is_file() && read_json::<PoolingConfig>(&p)?.pooling_mode_cls_token => {
+                Pooling::Cls
+            }
+            _ => Pooling::Mean,
+        };
+        let tok_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tok_path)
+            .map_err(|e| anyhow::anyhow!("{}: cannot load tokenizer ({e})", tok_path.display()))?;
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
+        Ok(Self {
+            model,
+            tokenizer,
+            device: device.clone(),
+            hidden_size: config.hidden_size,
+            max_len,
+            default_pooling,
+        })
+    }
+
+    /// Token ids of each text (with special tokens, truncated to `max_len`).
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        let enc = self
+            .tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        Ok(enc
+            .into_iter()
+            .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+            .collect())
+    }
+
+    /// Encodes `texts` into a row-major `texts.len() x hidden_size` matrix. `on_batch` is told how
+    /// many texts each finished batch held (for progress bars).
+    pub fn encode(
+        &self,
+        texts: &[&str],
+        opts: &EncodeOptions,
+        mut on_batch: impl FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        if opts.batch_size == 0 {
+            bail!("batch size must be at least 1");
+        }
+        let tokens = self.tokenize(texts)?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].0.len()));
+        let h = self.hidden_size;
+        let mut out = vec![0.0f32; texts.len() * h];
+        for batch in order.chunks(opts.batch_size) {
+            let vectors = self.encode_batch(batch.iter().map(|&i| &tokens[i]), opts)?;
+            for (k, &i) in batch.iter().enumerate() {
+                out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
+            }
+            on_batch(batch.len());
+        }
+        Ok(out)
+    }
+
+    fn encode_batch<'a>(
+        &self,
+        seqs: impl Iterator<Item = &'a (Vec<u32>, Vec<u32>)>,
+        opts: &EncodeOptions,
+    ) -> Result<Vec<f32>> {
+        let seqs: Vec<_> = seqs.collect();
+        let b = seqs.len();
+        let t = seqs.iter().map(|s| s.0.len()).max().unwrap_or(0).max(1);
+        let (mut ids, mut types, mut mask) =
+            (vec![0u32; b * t], vec![0u32; b * t], vec![0f32; b * t]);
+        for (r, (tok, ty)) in seqs.iter().enumerate() {
+            ids[r * t..r * t + tok.len()].copy_from_slice(tok);
+            types[r * t..r * t + ty.len()].copy_from_slice(ty);
+            mask[r * t..r * t + tok.len()]
+                .iter_mut()
+                .for_each(|m| *m = 1.0);
+        }
+        let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
+        let types = Tensor::from_vec(types, (b, t), &self.device)?;
+        let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
+        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (b, t, h)
+        let pooled = match opts.pooling {
+            Pooling::Mean => {
+                let m = mask.unsqueeze(2)?; // (b, t, 1)
+                let summed = hidden.broadcast_mul(&m)?.sum(1)?; // (b, h)
+                summed.broadcast_div(&m.sum(1)?)? // (b, h) / (b, 1)
+            }
+            Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?, // (b, h)
+        };
+        let pooled = if opts.normalize {
+            let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?; // (b, 1)
+            pooled.broadcast_div(&norm.clamp(1e-12, f64::INFINITY)?)?
+        } else {
+            pooled
+        };
+        Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny() -> (tempfile::TempDir, BertEncoder) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::fixtures::write_tiny_bert(dir.path()).unwrap();
+        let enc = BertEncoder::load(dir.path(), None, &Device::Cpu).unwrap();
+        (dir, enc)
+    }
+
+    fn opts(batch_size: usize) -> EncodeOptions {
+        EncodeOptions {
+            batch_size,
+            pooling: Pooling::Mean,
+            normalize: true,
+        }
+    }
+
+    const SHORT: &str = "the kinase";
+    const LONG: &str = "the tumor suppressor gene is a transcription factor in the cell cycle \
+                        and dna repair pathway";
+
+    #[test]
+    fn shapes_norms_and_determinism() {
+        let (_d, enc) = tiny();
+        assert_eq!(enc.max_len, 32, "from sentence_bert_config.json");
+        let texts = [SHORT, LONG, "receptor binding"];
+        let v = enc.encode(&texts, &opts(2), |_| {}).unwrap();
+        assert_eq!(v.len(), 3 * enc.hidden_size);
+        for row in v.chunks(enc.hidden_size) {
+            let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
+            assert!((norm - 1.0).abs() < 1e-5, "{norm}");
+        }
+        assert_eq!(v, enc.encode(&texts, &opts(2), |_| {}).unwrap());
+        let raw = enc
+            .encode(
+                &texts,
+                &EncodeOptions {
+                    normalize: false,
+                    ..opts(2)
+                },
+                |_| {},
+            )
+            .unwrap();
+        assert!(raw
+            .chunks(16)
+            .any(|r| (r.iter().map(|x| x * x).sum::<f32>().sqrt() - 1.0).abs() > 1e-3));
+    }
+
+    #[test]
+    fn padding_never_changes_a_vector() {
+        let (_d, enc) = tiny();
+        // The tokenizer file pads to 48: the encoder must not.
+        assert_eq!(enc.tokenize(&[SHORT]).unwrap()[0].0.len(), 4);
+        let alone = enc.encode(&[SHORT], &opts(1), |_| {}).unwrap();
+        let batched = enc.encode(&[LONG, SHORT], &opts(8), |_| {}).unwrap();
+        let diff = alone
+            .iter()
+            .zip(&batched[enc.hidden_size..])
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(diff < 1e-5, "padding changed the vector by {diff}");
+        for pooling in [Pooling::Cls, Pooling::Mean] {
+            let o = EncodeOptions { pooling, ..opts(8) };
+            let a = enc.encode(&[SHORT], &o, |_| {}).unwrap();
+            let b = enc.encode(&[SHORT, LONG], &o, |_| {}).unwrap();
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| (x - y).abs() < 1e-5),
+                "{pooling:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn truncates_at_max_len() {
+        let (d, _) = tiny();
+        let enc = BertEncoder::load(d.path(), Some(6), &Device::Cpu).unwrap();
+        assert_eq!(enc.tokenize(&[LONG]).unwrap()[0].0.len(), 6);
+        assert_eq!(enc.encode(&[LONG], &opts(1), |_| {}).unwrap().len(), 16);
+    }
+
+    #[test]
+    fn missing_or_corrupt_files_are_clear_errors() {
+        let (d, _) = tiny();
+        let err = |dir: &Path| {
+            format!(
+                "{:#}",
+                BertEncoder::load(dir, None, &Device::Cpu).err().unwrap()
+            )
+        };
+        std::fs::write(d.path().join("model.safetensors"), b"garbage").unwrap();
+        let e = err(d.path());
+        assert!(
+            e.contains("model.safetensors") && e.contains("not a valid safetensors"),
+            "{e}"
+        );
+        std::fs::remove_file(d.path().join("model.safetensors")).unwrap();
+        let e = err(d.path());
+        assert!(e.contains("missing model.safetensors"), "{e}");
+        let e = err(&d.path().join("nope"));
+        assert!(e.contains("model folder not found"), "{e}");
+        let (d2, _) = tiny();
+        std::fs::write(d2.path().join("config.json"), "{").unwrap();
+        let e = err(d2.path());
+        assert!(
+            e.contains("config.json") && e.contains("invalid JSON"),
+            "{e}"
+        );
+    }
+}
