@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::embed::{self, BertEncoder, EncodeOptions, Pooling};
+use crate::embed::{self, Backend, BertEncoder, EncodeOptions, Pooling};
 use crate::eval::logreg::LogisticRegression;
 use crate::eval::probe::{PairFeature, Solver};
 use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
@@ -125,9 +125,12 @@ struct EmbedArgs {
     /// Maximum tokens per text [default: the model's sentence_bert_config.json, else 512].
     #[arg(long)]
     max_len: Option<usize>,
-    /// Texts per forward pass (texts are sorted by length first).
+    /// Texts per forward pass with the candle backend (texts are sorted by length first).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
+    /// Encoder implementation: `fast` (bftkit's CPU path) or `candle` (the reference).
+    #[arg(long, value_enum, default_value_t = Backend::Fast)]
+    backend: Backend,
 }
 
 pub fn main() -> Result<()> {
@@ -276,7 +279,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
             ..LogisticRegression::default()
         },
         solver: args.solver,
-        skip_missing_data: args.task.iter().any(|t| t == "all"),
+        skip_unavailable: args.task.iter().any(|t| t == "all"),
         export_folds: args.export_folds.clone(),
     };
     let bar = indicatif::ProgressBar::new(selected.len() as u64).with_style(
@@ -345,7 +348,7 @@ fn embed(args: EmbedArgs) -> Result<()> {
         .transpose()?;
     let texts = embed::texts::GeneTexts::read(&args.texts, &args.id_col, &args.text_col)?;
     let device = candle_core::Device::Cpu;
-    let encoder = BertEncoder::load(&args.model, args.max_len, &device)?;
+    let encoder = BertEncoder::load(&args.model, args.max_len, args.backend, &device)?;
     let opts = EncodeOptions {
         batch_size: args.batch_size,
         pooling: args.pool.unwrap_or(encoder.default_pooling),

@@ -215,3 +215,41 @@ fn bad_inputs_fail_with_file_and_line() {
         ))
         .stderr(predicates::str::contains("'medium-range TF'"));
 }
+
+#[test]
+fn tasks_with_too_few_matched_genes_are_skipped_under_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let fx = fixtures();
+    // Keep only 30 genes: the gene tasks lose most examples.
+    let text = std::fs::read_to_string(fx.join("embeddings.tsv")).unwrap();
+    let few: String = text.lines().take(31).map(|l| format!("{l}\n")).collect();
+    let emb = dir.path().join("few.tsv");
+    std::fs::write(&emb, few).unwrap();
+    let out = dir.path().join("r.json");
+    bftkit()
+        .args(["probe", "--task", "all", "--data"])
+        .arg(fx.join("data"))
+        .arg("--embeddings")
+        .arg(&emb)
+        .arg("--out")
+        .arg(&out)
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("skipped"));
+    let v: Value = serde_json::from_str(&std::fs::read_to_string(out).unwrap()).unwrap();
+    let skipped = v["skipped"].as_array().unwrap();
+    assert!(!skipped.is_empty());
+    assert!(skipped[0]["reason"].as_str().unwrap().contains("examples"));
+    bftkit()
+        .args([
+            "probe",
+            "--task",
+            skipped[0]["task"].as_str().unwrap(),
+            "--data",
+        ])
+        .arg(fx.join("data"))
+        .arg("--embeddings")
+        .arg(&emb)
+        .assert()
+        .failure();
+}

@@ -13,8 +13,26 @@ use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 use tokenizers::{Tokenizer, TruncationParams};
+
+use super::fastbert::FastBert;
+
+/// Which implementation runs the encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// bftkit's CPU forward pass (unpadded texts in parallel; see `fastbert`).
+    Fast,
+    /// candle-transformers' `BertModel` (the reference; runs on any candle device).
+    Candle,
+}
+
+enum Engine {
+    Candle { model: BertModel, device: Device },
+    Fast(FastBert),
+}
 
 /// How token vectors become one text vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -36,9 +54,8 @@ pub struct EncodeOptions {
 
 /// A loaded encoder.
 pub struct BertEncoder {
-    model: BertModel,
+    engine: Engine,
     tokenizer: Tokenizer,
-    device: Device,
     pub hidden_size: usize,
     pub max_len: usize,
     /// The pooling the model folder declares (mean unless `1_Pooling/config.json` says CLS).
@@ -63,8 +80,14 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
 }
 
 impl BertEncoder {
-    /// Loads a model folder. `max_len` overrides the folder's maximum sequence length.
-    pub fn load(dir: &Path, max_len: Option<usize>, device: &Device) -> Result<Self> {
+    /// Loads a model folder. `max_len` overrides the folder's maximum sequence length; `device`
+    /// applies to the candle backend.
+    pub fn load(
+        dir: &Path,
+        max_len: Option<usize>,
+        backend: Backend,
+        device: &Device,
+    ) -> Result<Self> {
         if !dir.is_dir() {
             bail!("{}: model folder not found", dir.display());
         }
@@ -79,13 +102,24 @@ impl BertEncoder {
         }
         let config: Config = read_json(&dir.join("config.json"))?;
         let weights_path = dir.join("model.safetensors");
-        let bytes = std::fs::read(&weights_path)
-            .with_context(|| format!("{}: cannot read", weights_path.display()))?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
-            .with_context(|| format!("{}: not a valid safetensors file", weights_path.display()))?;
-        let model = BertModel::load(vb, &config).with_context(|| {
-            format!("{}: weights do not fit config.json", weights_path.display())
-        })?;
+        let engine = match backend {
+            Backend::Fast => Engine::Fast(FastBert::load(&weights_path, &config)?),
+            Backend::Candle => {
+                let bytes = std::fs::read(&weights_path)
+                    .with_context(|| format!("{}: cannot read", weights_path.display()))?;
+                let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)
+                    .with_context(|| {
+                        format!("{}: not a valid safetensors file", weights_path.display())
+                    })?;
+                let model = BertModel::load(vb, &config).with_context(|| {
+                    format!("{}: weights do not fit config.json", weights_path.display())
+                })?;
+                Engine::Candle {
+                    model,
+                    device: device.clone(),
+                }
+            }
+        };
         let folder_max = match dir.join("sentence_bert_config.json") {
             p if p.is_file() => read_json::<SentenceBertConfig>(&p)?.max_seq_length,
             _ => None,
@@ -114,9 +148,8 @@ impl BertEncoder {
             }))
             .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
         Ok(Self {
-            model,
+            engine,
             tokenizer,
-            device: device.clone(),
             hidden_size: config.hidden_size,
             max_len,
             default_pooling,
@@ -151,8 +184,27 @@ impl BertEncoder {
         order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].0.len()));
         let h = self.hidden_size;
         let mut out = vec![0.0f32; texts.len() * h];
-        for batch in order.chunks(opts.batch_size) {
-            let vectors = self.encode_batch(batch.iter().map(|&i| &tokens[i]), opts)?;
+        // The fast path runs texts one per core, unpadded; batches only pace the progress bar.
+        let batch_size = match self.engine {
+            Engine::Fast(_) => 64,
+            Engine::Candle { .. } => opts.batch_size,
+        };
+        for batch in order.chunks(batch_size) {
+            let vectors = match &self.engine {
+                Engine::Candle { model, device } => {
+                    self.encode_batch(model, device, batch.iter().map(|&i| &tokens[i]), opts)?
+                }
+                Engine::Fast(fast) => {
+                    let rows: Vec<Vec<f32>> = batch
+                        .par_iter()
+                        .map(|&i| {
+                            let hidden = fast.forward(&tokens[i].0, &tokens[i].1)?;
+                            Ok(pool_unpadded(&hidden, h, opts))
+                        })
+                        .collect::<Result<_>>()?;
+                    rows.concat()
+                }
+            };
             for (k, &i) in batch.iter().enumerate() {
                 out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
             }
@@ -163,6 +215,8 @@ impl BertEncoder {
 
     fn encode_batch<'a>(
         &self,
+        model: &BertModel,
+        device: &Device,
         seqs: impl Iterator<Item = &'a (Vec<u32>, Vec<u32>)>,
         opts: &EncodeOptions,
     ) -> Result<Vec<f32>> {
@@ -178,10 +232,10 @@ impl BertEncoder {
                 .iter_mut()
                 .for_each(|m| *m = 1.0);
         }
-        let ids = Tensor::from_vec(ids, (b, t), &self.device)?;
-        let types = Tensor::from_vec(types, (b, t), &self.device)?;
-        let mask = Tensor::from_vec(mask, (b, t), &self.device)?;
-        let hidden = self.model.forward(&ids, &types, Some(&mask))?; // (b, t, h)
+        let ids = Tensor::from_vec(ids, (b, t), device)?;
+        let types = Tensor::from_vec(types, (b, t), device)?;
+        let mask = Tensor::from_vec(mask, (b, t), device)?;
+        let hidden = model.forward(&ids, &types, Some(&mask))?; // (b, t, h)
         let pooled = match opts.pooling {
             Pooling::Mean => {
                 let m = mask.unsqueeze(2)?; // (b, t, 1)
@@ -200,6 +254,31 @@ impl BertEncoder {
     }
 }
 
+/// Pools the hidden states (`[t, h]`) of one unpadded text, then normalises if asked.
+fn pool_unpadded(hidden: &[f32], h: usize, opts: &EncodeOptions) -> Vec<f32> {
+    let t = hidden.len() / h;
+    let mut v = match opts.pooling {
+        Pooling::Cls => hidden[..h].to_vec(),
+        Pooling::Mean => {
+            let mut acc = vec![0.0f64; h];
+            for row in hidden.chunks_exact(h) {
+                acc.iter_mut().zip(row).for_each(|(a, &x)| *a += x as f64);
+            }
+            acc.iter().map(|a| (a / t as f64) as f32).collect()
+        }
+    };
+    if opts.normalize {
+        let norm = v
+            .iter()
+            .map(|x| (*x as f64).powi(2))
+            .sum::<f64>()
+            .sqrt()
+            .max(1e-12);
+        v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,7 +286,7 @@ mod tests {
     fn tiny() -> (tempfile::TempDir, BertEncoder) {
         let dir = tempfile::tempdir().unwrap();
         crate::fixtures::write_tiny_bert(dir.path()).unwrap();
-        let enc = BertEncoder::load(dir.path(), None, &Device::Cpu).unwrap();
+        let enc = BertEncoder::load(dir.path(), None, Backend::Fast, &Device::Cpu).unwrap();
         (dir, enc)
     }
 
@@ -275,9 +354,36 @@ mod tests {
     }
 
     #[test]
+    fn fast_path_matches_candle_reference() {
+        let (d, fast) = tiny();
+        let reference = BertEncoder::load(d.path(), None, Backend::Candle, &Device::Cpu).unwrap();
+        let texts = [SHORT, LONG, "receptor binding", "membrane signal pathway ."];
+        for pooling in [Pooling::Mean, Pooling::Cls] {
+            for normalize in [true, false] {
+                let o = EncodeOptions {
+                    pooling,
+                    normalize,
+                    ..opts(3)
+                };
+                let a = fast.encode(&texts, &o, |_| {}).unwrap();
+                let b = reference.encode(&texts, &o, |_| {}).unwrap();
+                let diff = a
+                    .iter()
+                    .zip(&b)
+                    .map(|(x, y)| (x - y).abs())
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    diff < 2e-5,
+                    "{pooling:?} normalize={normalize}: max diff {diff}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn truncates_at_max_len() {
         let (d, _) = tiny();
-        let enc = BertEncoder::load(d.path(), Some(6), &Device::Cpu).unwrap();
+        let enc = BertEncoder::load(d.path(), Some(6), Backend::Fast, &Device::Cpu).unwrap();
         assert_eq!(enc.tokenize(&[LONG]).unwrap()[0].0.len(), 6);
         assert_eq!(enc.encode(&[LONG], &opts(1), |_| {}).unwrap().len(), 16);
     }
@@ -288,7 +394,9 @@ mod tests {
         let err = |dir: &Path| {
             format!(
                 "{:#}",
-                BertEncoder::load(dir, None, &Device::Cpu).err().unwrap()
+                BertEncoder::load(dir, None, Backend::Fast, &Device::Cpu)
+                    .err()
+                    .unwrap()
             )
         };
         std::fs::write(d.path().join("model.safetensors"), b"garbage").unwrap();

@@ -6,9 +6,10 @@
 //! the model code of fine-tuning and are not here yet.
 
 pub mod bert;
+pub mod fastbert;
 pub mod texts;
 
-pub use bert::{BertEncoder, EncodeOptions, Pooling};
+pub use bert::{Backend, BertEncoder, EncodeOptions, Pooling};
 
 use std::path::Path;
 use std::time::Instant;

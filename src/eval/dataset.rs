@@ -78,6 +78,12 @@ impl Coverage {
     }
 }
 
+/// A task left with too few matched examples (or a fold without one class) to be scored: with
+/// `--task all` such a task is skipped and listed rather than failing the run.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct TooFewExamples(pub String);
+
 /// Builds the dataset of `task` against the embedding rows `resolver` knows. `folds` and `seed`
 /// apply to the stratified k-fold protocol.
 pub fn build(
@@ -140,11 +146,11 @@ pub fn build(
                 bail!("--folds must be at least 2");
             }
             if n_pos < k || n_neg < k {
-                bail!(
-                    "task '{}': {n_pos} positive and {n_neg} negative examples have embeddings; \
-                     {k}-fold cross-validation needs at least {k} of each",
-                    task.name
-                );
+                return Err(TooFewExamples(format!(
+                    "{n_pos} positive and {n_neg} negative examples have embeddings; \
+                     {k}-fold cross-validation needs at least {k} of each"
+                ))
+                .into());
             }
             let assignment = split::stratified_kfold(&ds.labels, k, seed);
             for (f, fold) in assignment.iter().enumerate() {
@@ -169,15 +175,12 @@ pub fn build(
             }
         }
         if tr.contains(&0) || te.contains(&0) {
-            bail!(
-                "task '{}': fold {f} lacks a class after matching genes to embeddings \
+            return Err(TooFewExamples(format!(
+                "fold {f} lacks a class after matching genes to embeddings \
                  (train {}+/{}-, test {}+/{}-)",
-                task.name,
-                tr[1],
-                tr[0],
-                te[1],
-                te[0]
-            );
+                tr[1], tr[0], te[1], te[0]
+            ))
+            .into());
         }
     }
     ds.coverage = coverage;

@@ -101,8 +101,9 @@ pub struct ProbeOptions {
     pub pair_feature: PairFeature,
     pub model: LogisticRegression,
     pub solver: Solver,
-    /// Skip (rather than fail on) tasks whose data files are absent.
-    pub skip_missing_data: bool,
+    /// Skip and list (rather than fail on) tasks whose data files are absent or that keep too
+    /// few examples after matching genes (used for `--task all`).
+    pub skip_unavailable: bool,
     /// Write each task's examples and folds (over the first embedding set) to `DIR/TASK.tsv`.
     pub export_folds: Option<PathBuf>,
 }
@@ -183,7 +184,7 @@ pub fn run_probe(
                 opts.data_dir.display(),
                 missing.join(", ")
             );
-            if opts.skip_missing_data {
+            if opts.skip_unavailable {
                 skipped.push(SkippedTask {
                     task: task.name.clone(),
                     reason,
@@ -194,8 +195,17 @@ pub fn run_probe(
         }
         for (k, set) in sets.iter().enumerate() {
             let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
-            let ds = dataset::build(task, &opts.data_dir, &resolver, opts.folds, opts.seed)
-                .with_context(|| format!("task '{}'", task.name))?;
+            let ds = match dataset::build(task, &opts.data_dir, &resolver, opts.folds, opts.seed) {
+                Ok(ds) => ds,
+                Err(e) if opts.skip_unavailable && e.is::<dataset::TooFewExamples>() => {
+                    skipped.push(SkippedTask {
+                        task: task.name.clone(),
+                        reason: format!("on '{}': {e}", set.name),
+                    });
+                    continue;
+                }
+                Err(e) => return Err(e.context(format!("task '{}'", task.name))),
+            };
             if let (0, Some(dir)) = (k, &opts.export_folds) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("{}: cannot create", dir.display()))?;
