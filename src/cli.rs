@@ -12,6 +12,7 @@ use crate::eval::probe::{PairFeature, Solver};
 use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
 use crate::eval::task::TaskSet;
 use crate::io::GeneIdMap;
+use crate::train::loss::{BftMode, LossConfig, LossVariant};
 
 #[derive(Parser, Debug)]
 #[command(
@@ -32,6 +33,8 @@ enum Command {
     Probe(ProbeArgs),
     /// Embed one text per gene with a sentence encoder (GenePT protocol).
     Embed(EmbedArgs),
+    /// Show how a loss variant weighs samples, from their gold-token probabilities (JSONL).
+    Loss(LossArgs),
     /// Write the built-in synthetic dataset (data folder + planted embeddings) to a folder.
     Fixtures {
         #[arg(long, default_value = "fixtures")]
@@ -133,12 +136,42 @@ struct EmbedArgs {
     backend: Backend,
 }
 
+#[derive(Args, Debug)]
+struct LossArgs {
+    /// JSONL, one sample per line: {"probs": [...]} or {"logprobs": [...]}, all tokens valid;
+    /// the whole file is one batch.
+    #[arg(long)]
+    probs: PathBuf,
+    #[arg(long, value_enum, default_value_t = LossVariant::Bft)]
+    loss: LossVariant,
+    #[arg(long, value_enum, default_value_t = BftMode::Official)]
+    bft_mode: BftMode,
+    /// BFT group (window) size in tokens.
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    /// Exponent on the official BFT group confidence.
+    #[arg(long, default_value_t = 1.0)]
+    gamma: f64,
+}
+
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Tasks(args) => tasks(&args),
         Command::Probe(args) => probe(args),
         Command::Embed(args) => embed(args),
+        Command::Loss(args) => {
+            let cfg = LossConfig {
+                variant: args.loss,
+                mode: args.bft_mode,
+                window: args.window,
+                gamma: args.gamma,
+            };
+            let samples = crate::train::read_token_probs(&args.probs)?;
+            let report = crate::train::loss_report(&cfg, &samples)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            Ok(())
+        }
         Command::Fixtures { out } => {
             crate::fixtures::write(&out)?;
             println!(

@@ -48,6 +48,7 @@ pub struct FoldScores {
     pub average_precision: f64,
     pub accuracy: f64,
     pub f1: f64,
+    /// L-BFGS iterations (0 with `--solver linfa`, which does not report them).
     pub iterations: usize,
     pub converged: bool,
 }
