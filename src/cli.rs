@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use crate::embed::{self, Backend, BertEncoder, EncodeOptions, Pooling};
+use crate::embed::{self, Backend, EncodeOptions, Pooling, TextEncoder};
 use crate::eval::logreg::LogisticRegression;
 use crate::eval::probe::{PairFeature, Solver};
 use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
@@ -110,7 +110,8 @@ struct EmbedArgs {
     /// Text column of a --texts table.
     #[arg(long, default_value = "profile")]
     text_col: String,
-    /// Model folder (config.json, model.safetensors, tokenizer.json), e.g. models/all-MiniLM-L6-v2.
+    /// Model folder (config.json, model.safetensors, tokenizer.json): a BERT-family encoder such
+    /// as models/all-MiniLM-L6-v2, or a Llama/Qwen2 decoder (hidden-state pooling).
     #[arg(long)]
     model: PathBuf,
     /// Output file: .safetensors, .tsv or .csv. A report goes beside it as *.embed.json.
@@ -119,7 +120,7 @@ struct EmbedArgs {
     /// Fail when a listed gene has no text (default: count and list them).
     #[arg(long)]
     strict: bool,
-    /// Pooling [default: what the model folder declares, else mean].
+    /// Pooling: mean, cls (BERT) or last (decoders) [default: the folder's setting, else mean].
     #[arg(long, value_enum)]
     pool: Option<Pooling>,
     /// Skip the L2 normalisation.
@@ -128,10 +129,10 @@ struct EmbedArgs {
     /// Maximum tokens per text [default: the model's sentence_bert_config.json, else 512].
     #[arg(long)]
     max_len: Option<usize>,
-    /// Texts per forward pass with the candle backend (texts are sorted by length first).
+    /// Texts per forward pass (candle backend and decoders; texts are sorted by length first).
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
-    /// Encoder implementation: `fast` (bftkit's CPU path) or `candle` (the reference).
+    /// BERT implementation: `fast` (bftkit's CPU path) or `candle` (the reference).
     #[arg(long, value_enum, default_value_t = Backend::Fast)]
     backend: Backend,
 }
@@ -381,10 +382,10 @@ fn embed(args: EmbedArgs) -> Result<()> {
         .transpose()?;
     let texts = embed::texts::GeneTexts::read(&args.texts, &args.id_col, &args.text_col)?;
     let device = candle_core::Device::Cpu;
-    let encoder = BertEncoder::load(&args.model, args.max_len, args.backend, &device)?;
+    let encoder = TextEncoder::load(&args.model, args.max_len, args.backend, &device)?;
     let opts = EncodeOptions {
         batch_size: args.batch_size,
-        pooling: args.pool.unwrap_or(encoder.default_pooling),
+        pooling: args.pool.unwrap_or(encoder.default_pooling()),
         normalize: !args.no_normalize,
     };
     let total = genes.as_ref().map_or(texts.len(), Vec::len) as u64;

@@ -269,14 +269,25 @@ pub fn write_tiny_bert(dir: &Path) -> Result<()> {
         dir.join("config.json"),
         serde_json::to_string_pretty(&config)?,
     )?;
-    // Discover every tensor name and shape by building the model over a VarMap, then fill them
-    // with seeded values (VarMap's own initialisation is not seeded).
     let cfg: Config = serde_json::from_value(config)?;
     let varmap = VarMap::new();
     BertModel::load(
         VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
         &cfg,
     )?;
+    write_seeded_weights(&varmap, &dir.join("model.safetensors"), SEED + 1)?;
+    write_tiny_tokenizer(dir)?;
+    std::fs::write(
+        dir.join("sentence_bert_config.json"),
+        r#"{"max_seq_length": 32}"#,
+    )?;
+    Ok(())
+}
+
+/// Fills every variable a model created in `varmap` with seeded values (VarMap's own
+/// initialisation is not seeded) and saves them as safetensors: norm weights near 1, the rest
+/// N(0, 0.3²).
+fn write_seeded_weights(varmap: &candle_nn::VarMap, path: &Path, seed: u64) -> Result<()> {
     let mut named: Vec<(String, Vec<usize>)> = varmap
         .data()
         .lock()
@@ -285,16 +296,13 @@ pub fn write_tiny_bert(dir: &Path) -> Result<()> {
         .map(|(k, v)| (k.clone(), v.dims().to_vec()))
         .collect();
     named.sort();
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 1);
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let buffers: Vec<(String, Vec<usize>, Vec<u8>)> = named
         .into_iter()
         .map(|(name, shape)| {
             let n: usize = shape.iter().product();
-            let (base, scale) = if name.ends_with("LayerNorm.weight") {
-                (1.0, 0.1)
-            } else {
-                (0.0, 0.3)
-            };
+            let is_norm = name.ends_with("LayerNorm.weight") || name.ends_with("norm.weight");
+            let (base, scale) = if is_norm { (1.0, 0.1) } else { (0.0, 0.3) };
             let bytes = (0..n)
                 .flat_map(|_| {
                     let z: f32 = StandardNormal.sample(&mut rng);
@@ -315,11 +323,13 @@ pub fn write_tiny_bert(dir: &Path) -> Result<()> {
             Ok((name.clone(), view))
         })
         .collect::<Result<_>>()?;
-    std::fs::write(
-        dir.join("model.safetensors"),
-        safetensors::serialize(views, None)?,
-    )?;
+    std::fs::write(path, safetensors::serialize(views, None)?)?;
+    Ok(())
+}
 
+/// A WordPiece tokenizer over [`TINY_WORDS`] that, like MiniLM's, pads every input to a fixed
+/// length (the encoders must override that).
+fn write_tiny_tokenizer(dir: &Path) -> Result<()> {
     use tokenizers::models::wordpiece::WordPiece;
     use tokenizers::normalizers::bert::BertNormalizer;
     use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
@@ -349,11 +359,33 @@ pub fn write_tiny_bert(dir: &Path) -> Result<()> {
     }));
     tok.save(dir.join("tokenizer.json"), true)
         .map_err(|e| anyhow::anyhow!("cannot save tokenizer: {e}"))?;
-    std::fs::write(
-        dir.join("sentence_bert_config.json"),
-        r#"{"max_seq_length": 32}"#,
-    )?;
     Ok(())
+}
+
+/// Writes a tiny Llama (`model_type = "llama"`) or Qwen2 decoder folder with seeded weights and
+/// the tiny tokenizer, for tests of decoder embeddings and fine-tuning.
+pub fn write_tiny_decoder(dir: &Path, model_type: &str) -> Result<()> {
+    use candle_core::{DType, Device};
+    use candle_nn::{VarBuilder, VarMap};
+    std::fs::create_dir_all(dir)?;
+    let config = serde_json::json!({
+        "model_type": model_type, "vocab_size": 5 + TINY_WORDS.len(), "hidden_size": 16,
+        "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+        "max_position_embeddings": 64, "tie_word_embeddings": model_type == "qwen2"
+    });
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&config)?,
+    )?;
+    let cfg: crate::model::DecoderConfig = serde_json::from_value(config)?;
+    let varmap = VarMap::new();
+    crate::model::Decoder::load(
+        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
+        &cfg,
+    )?;
+    write_seeded_weights(&varmap, &dir.join("model.safetensors"), SEED + 2)?;
+    write_tiny_tokenizer(dir)
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 //! - [`io`]: reading and writing embedding files and gene identifier maps (no maths);
 //! - [`embed`]: gene texts to vectors with sentence encoders;
 //! - [`eval`]: benchmark task definitions, probing classifiers, cross-validation and metrics;
+//! - [`model`]: the trainable Llama/Qwen2 decoder;
 //! - [`train`]: the SFT/DFT/BFT losses;
 //! - [`cli`]: the command-line front end (thin; parses, dispatches, prints).
 
@@ -13,4 +14,5 @@ pub mod embed;
 pub mod eval;
 pub mod fixtures;
 pub mod io;
+pub mod model;
 pub mod train;

@@ -81,3 +81,21 @@ fn strict_mode_and_bad_inputs_fail_clearly() {
         .failure()
         .stderr(contains("missing tokenizer.json"));
 }
+
+#[test]
+fn decoder_models_embed_with_last_token_pooling() {
+    let dir = setup();
+    bftkit::fixtures::write_tiny_decoder(&dir.path().join("model"), "qwen2").unwrap();
+    embed(&dir)
+        .args(["--out", "d.tsv", "--pool", "last"])
+        .assert()
+        .success()
+        .stdout(contains("embedded 2 of 3 genes (16 dims)"));
+    let e = bftkit::io::GeneEmbeddings::read(&dir.path().join("d.tsv")).unwrap();
+    assert_eq!(e.ids, vec!["TP53", "BRCA1"]);
+    embed(&dir)
+        .args(["--out", "d.tsv", "--pool", "cls"])
+        .assert()
+        .failure()
+        .stderr(contains("CLS pooling is for BERT"));
+}

@@ -40,8 +40,10 @@ enum Engine {
 pub enum Pooling {
     /// Mean of the token vectors under the attention mask (sentence-transformers' default).
     Mean,
-    /// The first ([CLS]) token's vector.
+    /// The first ([CLS]) token's vector (encoders).
     Cls,
+    /// The last real token's vector (decoders, whose last token has seen the whole text).
+    Last,
 }
 
 #[derive(Debug, Clone)]
@@ -137,16 +139,7 @@ impl BertEncoder {
             }
             _ => Pooling::Mean,
         };
-        let tok_path = dir.join("tokenizer.json");
-        let mut tokenizer = Tokenizer::from_file(&tok_path)
-            .map_err(|e| anyhow::anyhow!("{}: cannot load tokenizer ({e})", tok_path.display()))?;
-        tokenizer.with_padding(None);
-        tokenizer
-            .with_truncation(Some(TruncationParams {
-                max_length: max_len,
-                ..Default::default()
-            }))
-            .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
+        let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_len)?;
         Ok(Self {
             engine,
             tokenizer,
@@ -158,14 +151,7 @@ impl BertEncoder {
 
     /// Token ids of each text (with special tokens, truncated to `max_len`).
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-        let enc = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-        Ok(enc
-            .into_iter()
-            .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
-            .collect())
+        tokenize(&self.tokenizer, texts)
     }
 
     /// Encodes `texts` into a row-major `texts.len() x hidden_size` matrix. `on_batch` is told how
@@ -178,6 +164,9 @@ impl BertEncoder {
     ) -> Result<Vec<f32>> {
         if opts.batch_size == 0 {
             bail!("batch size must be at least 1");
+        }
+        if opts.pooling == Pooling::Last {
+            bail!("last-token pooling is for decoders; use mean or cls with a BERT encoder");
         }
         let tokens = self.tokenize(texts)?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
@@ -243,6 +232,7 @@ impl BertEncoder {
                 summed.broadcast_div(&m.sum(1)?)? // (b, h) / (b, 1)
             }
             Pooling::Cls => hidden.narrow(1, 0, 1)?.squeeze(1)?, // (b, h)
+            Pooling::Last => bail!("last-token pooling is for decoders; use mean or cls"),
         };
         let pooled = if opts.normalize {
             let norm = pooled.sqr()?.sum_keepdim(1)?.sqrt()?; // (b, 1)
@@ -254,11 +244,41 @@ impl BertEncoder {
     }
 }
 
+/// Loads `tokenizer.json` with its own padding removed and truncation at `max_len` (MiniLM's
+/// file pads every input to 128; bftkit pads per batch and masks the padding).
+pub(crate) fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
+    if !path.is_file() {
+        bail!("{}: missing tokenizer.json", path.display());
+    }
+    let mut tokenizer = Tokenizer::from_file(path)
+        .map_err(|e| anyhow::anyhow!("{}: cannot load tokenizer ({e})", path.display()))?;
+    tokenizer.with_padding(None);
+    tokenizer
+        .with_truncation(Some(TruncationParams {
+            max_length: max_len,
+            ..Default::default()
+        }))
+        .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
+    Ok(tokenizer)
+}
+
+/// Token ids and type ids of each text (special tokens added as the tokenizer defines them).
+pub(crate) fn tokenize(tokenizer: &Tokenizer, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+    let enc = tokenizer
+        .encode_batch(texts.to_vec(), true)
+        .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+    Ok(enc
+        .into_iter()
+        .map(|e| (e.get_ids().to_vec(), e.get_type_ids().to_vec()))
+        .collect())
+}
+
 /// Pools the hidden states (`[t, h]`) of one unpadded text, then normalises if asked.
 fn pool_unpadded(hidden: &[f32], h: usize, opts: &EncodeOptions) -> Vec<f32> {
     let t = hidden.len() / h;
     let mut v = match opts.pooling {
         Pooling::Cls => hidden[..h].to_vec(),
+        Pooling::Last => hidden[(t - 1) * h..].to_vec(),
         Pooling::Mean => {
             let mut acc = vec![0.0f64; h];
             for row in hidden.chunks_exact(h) {

@@ -2,10 +2,12 @@
 //! texts with a sentence encoder, pool, normalise.
 //!
 //! `texts` reads gene lists and text sources (no maths); `bert` owns the BERT-family encoder,
-//! tokenisation, length-sorted batching and pooling. Decoder (LLM hidden-state) embeddings share
-//! the model code of fine-tuning and are not here yet.
+//! tokenisation, length-sorted batching and pooling (`fastbert` is its CPU fast path); `decoder`
+//! pools the hidden states of Llama/Qwen2 models (shared with fine-tuning). [`TextEncoder`] picks
+//! one from the model folder's `config.json`.
 
 pub mod bert;
+pub mod decoder;
 pub mod fastbert;
 pub mod texts;
 
@@ -19,6 +21,88 @@ use serde::{Deserialize, Serialize};
 
 use crate::io::GeneEmbeddings;
 use texts::GeneTexts;
+
+/// A sentence encoder of either family, chosen by `config.json`'s `model_type`.
+pub enum TextEncoder {
+    Bert(BertEncoder),
+    Decoder(decoder::DecoderEncoder),
+}
+
+impl TextEncoder {
+    /// Loads a model folder: `model_type` "bert" → BERT encoder; "llama" or "qwen2" → decoder.
+    pub fn load(
+        dir: &Path,
+        max_len: Option<usize>,
+        backend: Backend,
+        device: &candle_core::Device,
+    ) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        if !dir.is_dir() {
+            bail!("{}: model folder not found", dir.display());
+        }
+        let text = std::fs::read_to_string(&config_path)
+            .map_err(|_| anyhow::anyhow!("{}: missing config.json", dir.display()))?;
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{}: invalid JSON ({e})", config_path.display()))?;
+        match value.get("model_type").and_then(|v| v.as_str()) {
+            Some("bert") | None => Ok(Self::Bert(BertEncoder::load(
+                dir, max_len, backend, device,
+            )?)),
+            Some("llama") | Some("qwen2") => {
+                let cfg: crate::model::DecoderConfig = serde_json::from_value(value)
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
+                Ok(Self::Decoder(decoder::DecoderEncoder::load(
+                    dir, cfg, max_len, device,
+                )?))
+            }
+            Some(other) => bail!(
+                "{}: model_type '{other}' is not supported (bert, llama, qwen2)",
+                config_path.display()
+            ),
+        }
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        match self {
+            Self::Bert(e) => e.hidden_size,
+            Self::Decoder(e) => e.hidden_size,
+        }
+    }
+
+    pub fn max_len(&self) -> usize {
+        match self {
+            Self::Bert(e) => e.max_len,
+            Self::Decoder(e) => e.max_len,
+        }
+    }
+
+    /// The pooling a model folder implies: its sentence-transformers setting, else mean.
+    pub fn default_pooling(&self) -> Pooling {
+        match self {
+            Self::Bert(e) => e.default_pooling,
+            Self::Decoder(_) => Pooling::Mean,
+        }
+    }
+
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        match self {
+            Self::Bert(e) => e.tokenize(texts),
+            Self::Decoder(e) => e.tokenize(texts),
+        }
+    }
+
+    pub fn encode(
+        &self,
+        texts: &[&str],
+        opts: &EncodeOptions,
+        on_batch: impl FnMut(usize),
+    ) -> Result<Vec<f32>> {
+        match self {
+            Self::Bert(e) => e.encode(texts, opts, on_batch),
+            Self::Decoder(e) => e.encode(texts, opts, on_batch),
+        }
+    }
+}
 
 /// What one `bftkit embed` run did.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -48,7 +132,7 @@ pub struct EmbedReport {
 /// Embeds the texts of `genes` (every gene of `texts` when `None`) with `encoder`.
 /// Genes without a text are listed in the report, or an error when `strict`.
 pub fn embed_genes(
-    encoder: &BertEncoder,
+    encoder: &TextEncoder,
     genes: Option<&[String]>,
     texts: &GeneTexts,
     opts: &EncodeOptions,
@@ -84,7 +168,7 @@ pub fn embed_genes(
     let n_tokens: usize = tokens.iter().map(|t| t.0.len()).sum();
     let truncated = tokens
         .iter()
-        .filter(|t| t.0.len() >= encoder.max_len)
+        .filter(|t| t.0.len() >= encoder.max_len())
         .count();
     drop(tokens);
     let values = encoder.encode(&inputs, opts, &mut on_batch)?;
@@ -97,9 +181,9 @@ pub fn embed_genes(
         } else {
             "not normalised"
         },
-        encoder.max_len
+        encoder.max_len()
     );
-    let emb = GeneEmbeddings::new(ids, encoder.hidden_size, values, source)?;
+    let emb = GeneEmbeddings::new(ids, encoder.hidden_size(), values, source)?;
     let report = EmbedReport {
         bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
         model: String::new(),
@@ -107,7 +191,7 @@ pub fn embed_genes(
         output: String::new(),
         pooling: opts.pooling,
         normalize: opts.normalize,
-        max_len: encoder.max_len,
+        max_len: encoder.max_len(),
         batch_size: opts.batch_size,
         genes_requested: requested.len(),
         genes_embedded: emb.len(),

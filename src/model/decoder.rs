@@ -1,0 +1,446 @@
+//! A Llama / Qwen2-family causal decoder on candle-nn that can be trained.
+//!
+//! Why not candle-transformers' models: their RMSNorm, softmax and RoPE are fused ops without a
+//! backward pass (gradients silently stop, FINDINGS.md), `llama::Llama::forward` returns only the
+//! last position's logits, and Qwen2 keeps KV-cache state between calls. This decoder composes
+//! every op from differentiable primitives and returns hidden states for every position
+//! (`forward_hidden`) and logits for every position (`logits`). Grouped-query attention, SwiGLU,
+//! Qwen2's q/k/v biases, tied embeddings and Llama-3 RoPE scaling follow the configuration.
+//! Padding goes on the right: with the causal mask, real tokens never see it.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Embedding, Init, Linear, VarBuilder};
+use serde::Deserialize;
+
+/// The fields of a Hugging Face `config.json` this decoder reads (Llama and Qwen2).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct DecoderConfig {
+    pub model_type: String,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    #[serde(default)]
+    pub num_key_value_heads: Option<usize>,
+    #[serde(default)]
+    pub head_dim: Option<usize>,
+    pub rms_norm_eps: f64,
+    #[serde(default = "default_theta")]
+    pub rope_theta: f64,
+    #[serde(default)]
+    pub rope_scaling: Option<RopeScaling>,
+    pub max_position_embeddings: usize,
+    #[serde(default)]
+    pub tie_word_embeddings: bool,
+    /// Llama's optional q/k/v/o bias; Qwen2 always has q/k/v biases.
+    #[serde(default)]
+    pub attention_bias: bool,
+}
+
+fn default_theta() -> f64 {
+    10_000.0
+}
+
+/// RoPE scaling as Hugging Face writes it (`rope_type` "default", "linear" or "llama3").
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct RopeScaling {
+    #[serde(alias = "type")]
+    pub rope_type: String,
+    #[serde(default = "one")]
+    pub factor: f64,
+    #[serde(default = "one")]
+    pub low_freq_factor: f64,
+    #[serde(default = "four")]
+    pub high_freq_factor: f64,
+    #[serde(default)]
+    pub original_max_position_embeddings: Option<usize>,
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn four() -> f64 {
+    4.0
+}
+
+impl DecoderConfig {
+    pub fn head_dim(&self) -> usize {
+        self.head_dim
+            .unwrap_or(self.hidden_size / self.num_attention_heads)
+    }
+    pub fn kv_heads(&self) -> usize {
+        self.num_key_value_heads.unwrap_or(self.num_attention_heads)
+    }
+    fn qkv_bias(&self) -> bool {
+        self.model_type == "qwen2" || self.attention_bias
+    }
+
+    /// Rotary inverse frequencies, with the configured scaling applied.
+    pub fn inv_freq(&self) -> Vec<f64> {
+        let d = self.head_dim();
+        let base: Vec<f64> = (0..d / 2)
+            .map(|i| 1.0 / self.rope_theta.powf(2.0 * i as f64 / d as f64))
+            .collect();
+        match &self.rope_scaling {
+            Some(s) if s.rope_type == "linear" => base.iter().map(|f| f / s.factor).collect(),
+            Some(s) if s.rope_type == "llama3" => {
+                let orig = s.original_max_position_embeddings.unwrap_or(8192) as f64;
+                let (low_wl, high_wl) = (orig / s.low_freq_factor, orig / s.high_freq_factor);
+                base.iter()
+                    .map(|&f| {
+                        let wl = 2.0 * std::f64::consts::PI / f;
+                        if wl < high_wl {
+                            f
+                        } else if wl > low_wl {
+                            f / s.factor
+                        } else {
+                            let smooth = (orig / wl - s.low_freq_factor)
+                                / (s.high_freq_factor - s.low_freq_factor);
+                            (1.0 - smooth) * f / s.factor + smooth * f
+                        }
+                    })
+                    .collect()
+            }
+            _ => base,
+        }
+    }
+}
+
+/// RMSNorm from differentiable ops, computed in f32.
+fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let x = x.to_dtype(DType::F32)?;
+    let var = x.sqr()?.mean_keepdim(D::Minus1)?;
+    let y = x.broadcast_div(&(var + eps)?.sqrt()?)?;
+    y.to_dtype(dtype)?.broadcast_mul(weight)
+}
+
+/// Hugging Face ("half-split") rotary embedding: x·cos + rotate_half(x)·sin.
+fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
+    // x: (b, heads, t, d); cos, sin: (t, d)
+    let d = x.dim(D::Minus1)?;
+    let x1 = x.narrow(D::Minus1, 0, d / 2)?;
+    let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
+    let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
+    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+}
+
+fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> Result<Linear> {
+    if bias {
+        candle_nn::linear(inp, out, vb)
+    } else {
+        candle_nn::linear_no_bias(inp, out, vb)
+    }
+}
+
+struct Block {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    o: Linear,
+    gate: Linear,
+    up: Linear,
+    down: Linear,
+    ln1: Tensor,
+    ln2: Tensor,
+}
+
+/// The decoder: token embedding, blocks, final norm and LM head.
+pub struct Decoder {
+    pub config: DecoderConfig,
+    embed: Embedding,
+    blocks: Vec<Block>,
+    norm: Tensor,
+    lm_head: Linear,
+    cos: Tensor,
+    sin: Tensor,
+}
+
+impl Decoder {
+    /// Builds the decoder from Hugging Face tensor names (`model.layers.N.self_attn.q_proj`, ...).
+    pub fn load(vb: VarBuilder, cfg: &DecoderConfig) -> Result<Self> {
+        let (h, hd) = (cfg.hidden_size, cfg.head_dim());
+        let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
+        let m = vb.pp("model");
+        let embed = candle_nn::embedding(cfg.vocab_size, h, m.pp("embed_tokens"))?;
+        let ones = |vb: VarBuilder| vb.get_with_hints(h, "weight", Init::Const(1.0));
+        let mut blocks = Vec::with_capacity(cfg.num_hidden_layers);
+        for i in 0..cfg.num_hidden_layers {
+            let l = m.pp(format!("layers.{i}"));
+            let a = l.pp("self_attn");
+            let mlp = l.pp("mlp");
+            blocks.push(Block {
+                q: linear(a.pp("q_proj"), h, nh * hd, cfg.qkv_bias())?,
+                k: linear(a.pp("k_proj"), h, nkv * hd, cfg.qkv_bias())?,
+                v: linear(a.pp("v_proj"), h, nkv * hd, cfg.qkv_bias())?,
+                o: linear(a.pp("o_proj"), nh * hd, h, cfg.attention_bias)?,
+                gate: linear(mlp.pp("gate_proj"), h, cfg.intermediate_size, false)?,
+                up: linear(mlp.pp("up_proj"), h, cfg.intermediate_size, false)?,
+                down: linear(mlp.pp("down_proj"), cfg.intermediate_size, h, false)?,
+                ln1: ones(l.pp("input_layernorm"))?,
+                ln2: ones(l.pp("post_attention_layernorm"))?,
+            });
+        }
+        let norm = ones(m.pp("norm"))?;
+        let lm_head = if cfg.tie_word_embeddings {
+            Linear::new(embed.embeddings().clone(), None)
+        } else {
+            candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
+        };
+        let inv: Vec<f32> = cfg.inv_freq().iter().map(|&f| f as f32).collect();
+        let device = vb.device();
+        let t = cfg.max_position_embeddings;
+        let inv = Tensor::from_vec(inv, (1, hd / 2), device)?;
+        let pos = Tensor::arange(0u32, t as u32, device)?
+            .to_dtype(DType::F32)?
+            .reshape((t, 1))?;
+        let freqs = pos.matmul(&inv)?; // (t, d/2)
+        let freqs = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // (t, d)
+        let dtype = vb.dtype();
+        Ok(Self {
+            config: cfg.clone(),
+            embed,
+            blocks,
+            norm,
+            lm_head,
+            cos: freqs.cos()?.to_dtype(dtype)?,
+            sin: freqs.sin()?.to_dtype(dtype)?,
+        })
+    }
+
+    pub fn device(&self) -> &Device {
+        self.norm.device()
+    }
+
+    /// Final (normed) hidden states for every position: ids (b, t) → (b, t, hidden).
+    pub fn forward_hidden(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let cfg = &self.config;
+        if t > cfg.max_position_embeddings {
+            candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
+        }
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
+        let cos = self.cos.narrow(0, 0, t)?;
+        let sin = self.sin.narrow(0, 0, t)?;
+        // Causal mask: 0 on and below the diagonal, -inf above. (t, t)
+        let mask: Vec<f32> = (0..t * t)
+            .map(|i| {
+                if i % t > i / t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, t), ids.device())?.to_dtype(self.cos.dtype())?;
+        let mut x = self.embed.forward(ids)?; // (b, t, h)
+        for blk in &self.blocks {
+            let y = rms_norm(&x, &blk.ln1, cfg.rms_norm_eps)?;
+            let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
+                lin.forward(&y)?.reshape((b, t, n, hd))?.transpose(1, 2) // (b, n, t, d)
+            };
+            let q = rope(&heads(&blk.q, nh)?.contiguous()?, &cos, &sin)?;
+            let k = rope(&heads(&blk.k, nkv)?.contiguous()?, &cos, &sin)?;
+            let v = heads(&blk.v, nkv)?.contiguous()?;
+            let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
+            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(&mask)?;
+            let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
+            let att = p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+            x = (x + blk.o.forward(&att)?)?;
+            let y = rms_norm(&x, &blk.ln2, cfg.rms_norm_eps)?;
+            let mlp = (blk.gate.forward(&y)?.silu()? * blk.up.forward(&y)?)?;
+            x = (x + blk.down.forward(&mlp)?)?;
+        }
+        rms_norm(&x, &self.norm, cfg.rms_norm_eps)
+    }
+
+    /// Logits for every position: hidden (b, t, h) → (b, t, vocab).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        self.lm_head.forward(hidden)
+    }
+}
+
+/// (b, kv, t, d) → (b, kv·n, t, d), each key/value head repeated for its `n` query heads.
+fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
+    if n == 1 {
+        return Ok(x);
+    }
+    let (b, kv, t, d) = x.dims4()?;
+    x.unsqueeze(2)?
+        .expand((b, kv, n, t, d))?
+        .reshape((b, kv * n, t, d))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_nn::VarMap;
+
+    fn config(model_type: &str, tie: bool) -> DecoderConfig {
+        serde_json::from_value(serde_json::json!({
+            "model_type": model_type, "vocab_size": 40, "hidden_size": 16,
+            "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
+            "max_position_embeddings": 32, "tie_word_embeddings": tie,
+            "sliding_window": 32, "max_window_layers": 2, "use_sliding_window": false,
+            "hidden_act": "silu"
+        }))
+        .unwrap()
+    }
+
+    fn ids() -> Tensor {
+        Tensor::new(
+            &[[1u32, 5, 9, 3, 22, 7], [4, 4, 8, 30, 2, 11]],
+            &Device::Cpu,
+        )
+        .unwrap()
+    }
+
+    /// Random weights: candle's own initialisers, then a random shift so norms are not all 1.
+    fn random(cfg: &DecoderConfig) -> (VarMap, Decoder) {
+        let vm = VarMap::new();
+        let dec =
+            Decoder::load(VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu), cfg).unwrap();
+        for (name, var) in vm.data().lock().unwrap().iter() {
+            if name.ends_with("norm.weight") || name.ends_with("layernorm.weight") {
+                let noise = var.as_tensor().randn_like(0.0, 0.2).unwrap();
+                var.set(&(var.as_tensor() + noise).unwrap()).unwrap();
+            }
+        }
+        (vm, dec)
+    }
+
+    #[test]
+    fn qwen2_matches_candle_transformers() {
+        let cfg = config("qwen2", true);
+        let (vm, dec) = random(&cfg);
+        let ref_cfg: candle_transformers::models::qwen2::Config =
+            serde_json::from_value(serde_json::json!({
+                "vocab_size": 40, "hidden_size": 16, "intermediate_size": 24,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "max_position_embeddings": 32, "sliding_window": 32, "max_window_layers": 2,
+                "tie_word_embeddings": true, "rope_theta": 10000.0, "rms_norm_eps": 1e-6,
+                "use_sliding_window": false, "hidden_act": "silu"
+            }))
+            .unwrap();
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let mut reference = candle_transformers::models::qwen2::Model::new(&ref_cfg, vb).unwrap();
+        let want = reference.forward(&ids(), 0, None).unwrap();
+        let got = dec.forward_hidden(&ids()).unwrap();
+        let diff = (want - got)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max |diff| {diff}");
+    }
+
+    #[test]
+    fn llama_matches_candle_transformers_last_logits() {
+        let cfg = config("llama", false);
+        let (vm, dec) = random(&cfg);
+        let ref_cfg: candle_transformers::models::llama::LlamaConfig =
+            serde_json::from_value(serde_json::json!({
+                "hidden_size": 16, "intermediate_size": 24, "vocab_size": 40,
+                "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+                "rms_norm_eps": 1e-6, "rope_theta": 10000.0, "max_position_embeddings": 32,
+                "tie_word_embeddings": false
+            }))
+            .unwrap();
+        let ref_cfg = ref_cfg.into_config(false);
+        let vb = VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu);
+        let reference = candle_transformers::models::llama::Llama::load(vb, &ref_cfg).unwrap();
+        let mut cache = candle_transformers::models::llama::Cache::new(
+            false,
+            DType::F32,
+            &ref_cfg,
+            &Device::Cpu,
+        )
+        .unwrap();
+        let want = reference.forward(&ids(), 0, &mut cache).unwrap(); // (b, vocab), last position
+        let logits = dec.logits(&dec.forward_hidden(&ids()).unwrap()).unwrap();
+        let got = logits.narrow(1, 5, 1).unwrap().squeeze(1).unwrap();
+        let diff = (want - got)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-4, "max |diff| {diff}");
+    }
+
+    #[test]
+    fn every_tensor_gets_a_gradient() {
+        for (kind, tie) in [("qwen2", true), ("llama", false)] {
+            let (vm, dec) = random(&config(kind, tie));
+            let logits = dec.logits(&dec.forward_hidden(&ids()).unwrap()).unwrap();
+            let loss = candle_nn::loss::cross_entropy(
+                &logits.flatten_to(1).unwrap(),
+                &ids().flatten_all().unwrap(),
+            )
+            .unwrap();
+            let grads = loss.backward().unwrap();
+            for (name, var) in vm.data().lock().unwrap().iter() {
+                let g = grads
+                    .get(var.as_tensor())
+                    .unwrap_or_else(|| panic!("{kind}: no gradient for {name}"));
+                let norm = g
+                    .sqr()
+                    .unwrap()
+                    .sum_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(norm > 0.0, "{kind}: zero gradient for {name}");
+            }
+        }
+    }
+
+    #[test]
+    fn right_padding_does_not_change_real_tokens() {
+        let (_, dec) = random(&config("qwen2", true));
+        let short = Tensor::new(&[[1u32, 5, 9]], &Device::Cpu).unwrap();
+        let padded = Tensor::new(&[[1u32, 5, 9, 0, 0, 0]], &Device::Cpu).unwrap();
+        let a = dec.forward_hidden(&short).unwrap();
+        let b = dec
+            .forward_hidden(&padded)
+            .unwrap()
+            .narrow(1, 0, 3)
+            .unwrap();
+        let diff = (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn llama3_rope_scaling_changes_only_low_frequencies() {
+        let mut cfg = config("llama", false);
+        let base = cfg.inv_freq();
+        cfg.rope_scaling = Some(RopeScaling {
+            rope_type: "llama3".into(),
+            factor: 8.0,
+            low_freq_factor: 1.0,
+            high_freq_factor: 4.0,
+            original_max_position_embeddings: Some(64),
+        });
+        let scaled = cfg.inv_freq();
+        assert_eq!(scaled[0], base[0], "highest frequency untouched");
+        let last = base.len() - 1;
+        assert!(
+            (scaled[last] - base[last] / 8.0).abs() < 1e-12,
+            "lowest frequency divided by factor"
+        );
+    }
+}
