@@ -388,6 +388,107 @@ pub fn write_tiny_decoder(dir: &Path, model_type: &str) -> Result<()> {
     write_tiny_tokenizer(dir)
 }
 
+/// Converts the tiny decoder in `dir` (see [`write_tiny_decoder`]) to a GGUF file as llama.cpp
+/// would: llama.cpp tensor names, Llama q/k rows permuted, f32 tensors, and a small byte-level
+/// BPE vocabulary (tokens `<|endoftext|> a b c Ġ ab Ġa abc Ġab 1 2`, four merges) in metadata.
+pub fn write_tiny_gguf(dir: &Path, out: &Path) -> Result<()> {
+    use candle_core::quantized::gguf_file::{self, Value};
+    use candle_core::quantized::{GgmlDType, QTensor};
+    use candle_core::Device;
+    let cfg: crate::model::DecoderConfig =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
+    let tensors =
+        crate::embed::decoder::load_tensors(&[dir.join("model.safetensors")], &Device::Cpu)?;
+    let arch = cfg.model_type.as_str();
+    let mut qtensors: Vec<(String, QTensor)> = Vec::new();
+    let mut names: Vec<&String> = tensors.keys().collect();
+    names.sort();
+    for name in names {
+        let gname = crate::model::gguf::gguf_name(name)
+            .ok_or_else(|| anyhow::anyhow!("no GGUF name for {name}"))?;
+        let mut t = tensors[name].clone();
+        if arch == "llama" && gname.contains(".attn_q.") {
+            t = crate::model::gguf::permute_rows(&t, cfg.num_attention_heads, false)?;
+        } else if arch == "llama" && gname.contains(".attn_k.") {
+            t = crate::model::gguf::permute_rows(&t, cfg.kv_heads(), false)?;
+        }
+        qtensors.push((gname, QTensor::quantize(&t, GgmlDType::F32)?));
+    }
+    let s = |v: &str| Value::String(v.to_string());
+    let u = |v: usize| Value::U32(v as u32);
+    let tokens = [
+        "<|endoftext|>",
+        "a",
+        "b",
+        "c",
+        "Ġ",
+        "ab",
+        "Ġa",
+        "abc",
+        "Ġab",
+        "1",
+        "2",
+    ];
+    let metadata: Vec<(String, Value)> = vec![
+        ("general.architecture".into(), s(arch)),
+        (format!("{arch}.embedding_length"), u(cfg.hidden_size)),
+        (format!("{arch}.block_count"), u(cfg.num_hidden_layers)),
+        (
+            format!("{arch}.feed_forward_length"),
+            u(cfg.intermediate_size),
+        ),
+        (
+            format!("{arch}.attention.head_count"),
+            u(cfg.num_attention_heads),
+        ),
+        (format!("{arch}.attention.head_count_kv"), u(cfg.kv_heads())),
+        (
+            format!("{arch}.attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.rms_norm_eps as f32),
+        ),
+        (
+            format!("{arch}.rope.freq_base"),
+            Value::F32(cfg.rope_theta as f32),
+        ),
+        (
+            format!("{arch}.context_length"),
+            u(cfg.max_position_embeddings),
+        ),
+        (format!("{arch}.vocab_size"), u(cfg.vocab_size)),
+        ("tokenizer.ggml.model".into(), s("gpt2")),
+        ("tokenizer.ggml.pre".into(), s("smollm")),
+        (
+            "tokenizer.ggml.tokens".into(),
+            Value::Array(tokens.iter().map(|t| s(t)).collect()),
+        ),
+        (
+            "tokenizer.ggml.token_type".into(),
+            Value::Array(
+                (0..tokens.len())
+                    .map(|i| Value::I32(if i == 0 { 3 } else { 1 }))
+                    .collect(),
+            ),
+        ),
+        (
+            "tokenizer.ggml.merges".into(),
+            Value::Array(
+                ["a b", "Ġ a", "ab c", "Ġa b"]
+                    .iter()
+                    .map(|m| s(m))
+                    .collect(),
+            ),
+        ),
+        ("tokenizer.ggml.bos_token_id".into(), u(0)),
+        ("tokenizer.ggml.eos_token_id".into(), u(0)),
+    ];
+    let meta_refs: Vec<(&str, &Value)> = metadata.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> =
+        qtensors.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let mut file = std::fs::File::create(out)?;
+    gguf_file::write(&mut file, &meta_refs, &tensor_refs)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

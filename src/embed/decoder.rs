@@ -73,6 +73,7 @@ pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String
 }
 
 impl DecoderEncoder {
+    /// Loads a Hugging Face folder (config.json, tokenizer.json, safetensors).
     pub fn load(
         dir: &Path,
         config: DecoderConfig,
@@ -80,15 +81,54 @@ impl DecoderEncoder {
         device: &Device,
     ) -> Result<Self> {
         let tensors = load_tensors(&weight_files(dir)?, device)?;
-        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
-        let model = Decoder::load(vb, &config)
-            .with_context(|| format!("{}: weights do not fit config.json", dir.display()))?;
+        let max_len = Self::max_len(&config, max_len)?;
+        let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_len)?;
+        Self::from_parts(
+            config,
+            tensors,
+            tokenizer,
+            max_len,
+            device,
+            &dir.display().to_string(),
+        )
+    }
+
+    /// Loads a GGUF file (weights dequantised, tokenizer rebuilt from its metadata).
+    pub fn load_gguf(path: &Path, max_len: Option<usize>, device: &Device) -> Result<Self> {
+        let g = crate::model::gguf::load(path, device)?;
+        let max_len = Self::max_len(&g.config, max_len)?;
+        let mut tokenizer = g.tokenizer;
+        tokenizer
+            .with_truncation(Some(tokenizers::TruncationParams {
+                max_length: max_len,
+                ..Default::default()
+            }))
+            .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
+        let origin = path.display().to_string();
+        Self::from_parts(g.config, g.tensors, tokenizer, max_len, device, &origin)
+    }
+
+    fn max_len(config: &DecoderConfig, max_len: Option<usize>) -> Result<usize> {
         let max_len = max_len.unwrap_or(512).min(config.max_position_embeddings);
         if max_len == 0 {
             bail!("--max-len must be at least 1");
         }
+        Ok(max_len)
+    }
+
+    fn from_parts(
+        config: DecoderConfig,
+        tensors: HashMap<String, Tensor>,
+        tokenizer: Tokenizer,
+        max_len: usize,
+        device: &Device,
+        origin: &str,
+    ) -> Result<Self> {
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        let model = Decoder::load(vb, &config)
+            .with_context(|| format!("{origin}: weights do not fit the configuration"))?;
         Ok(Self {
-            tokenizer: load_tokenizer(&dir.join("tokenizer.json"), max_len)?,
+            tokenizer,
             hidden_size: config.hidden_size,
             max_len,
             model,

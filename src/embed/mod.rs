@@ -29,13 +29,19 @@ pub enum TextEncoder {
 }
 
 impl TextEncoder {
-    /// Loads a model folder: `model_type` "bert" → BERT encoder; "llama" or "qwen2" → decoder.
+    /// Loads a model: a `.gguf` file (or a folder holding one GGUF file and no config.json) →
+    /// decoder; else a folder by `config.json`'s `model_type`: "bert" → BERT encoder, "llama" or
+    /// "qwen2" → decoder.
     pub fn load(
         dir: &Path,
         max_len: Option<usize>,
         backend: Backend,
         device: &candle_core::Device,
     ) -> Result<Self> {
+        if let Some(gguf) = gguf_file(dir)? {
+            let enc = decoder::DecoderEncoder::load_gguf(&gguf, max_len, device)?;
+            return Ok(Self::Decoder(enc));
+        }
         let config_path = dir.join("config.json");
         if !dir.is_dir() {
             bail!("{}: model folder not found", dir.display());
@@ -101,6 +107,30 @@ impl TextEncoder {
             Self::Bert(e) => e.encode(texts, opts, on_batch),
             Self::Decoder(e) => e.encode(texts, opts, on_batch),
         }
+    }
+}
+
+/// The GGUF file a model path names: the path itself, or the only `*.gguf` of a folder that has
+/// no `config.json`.
+fn gguf_file(path: &Path) -> Result<Option<std::path::PathBuf>> {
+    let is_gguf = |p: &Path| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+    };
+    if path.is_file() {
+        return Ok(is_gguf(path).then(|| path.to_path_buf()));
+    }
+    if !path.is_dir() || path.join("config.json").exists() {
+        return Ok(None);
+    }
+    let found: Vec<_> = std::fs::read_dir(path)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| is_gguf(p))
+        .collect();
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.into_iter().next()),
+        n => bail!("{}: {n} GGUF files; name the one to use", path.display()),
     }
 }
 

@@ -2,5 +2,6 @@
 //! Fine-tuning, generation and decoder embeddings all build on [`decoder::Decoder`].
 
 pub mod decoder;
+pub mod gguf;
 
 pub use decoder::{Decoder, DecoderConfig};

@@ -1,0 +1,347 @@
+//! GGUF model files (llama.cpp's format): configuration, dequantised weights under Hugging Face
+//! names, and the BPE tokenizer rebuilt from the file's metadata with the tokenizers crate.
+//!
+//! llama.cpp's converter permutes the rows of Llama's q/k projections for its interleaved RoPE;
+//! they are permuted back here, so [`super::Decoder`] (Hugging Face's half-split RoPE) runs GGUF
+//! and safetensors weights alike. Qwen2 files are not permuted. Quantised tensors are dequantised
+//! to f32 at load. Tokenizers: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the
+//! pre-tokenizers `gpt2`/`default` (GPT-2 regex) and `smollm`/`starcoder`/`refact` (single digits,
+//! then the GPT-2 regex); other kinds are an error rather than a silently different tokenizer.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::{Device, Tensor};
+use tokenizers::Tokenizer;
+
+use super::DecoderConfig;
+
+/// Everything bftkit needs from a GGUF file.
+pub struct GgufModel {
+    pub config: DecoderConfig,
+    /// f32 tensors under Hugging Face names (`model.layers.0.self_attn.q_proj.weight`, ...).
+    pub tensors: HashMap<String, Tensor>,
+    pub tokenizer: Tokenizer,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_id: Option<u32>,
+    pub chat_template: Option<String>,
+}
+
+fn meta<'a>(c: &'a Content, key: &str, file: &str) -> Result<&'a Value> {
+    c.metadata
+        .get(key)
+        .ok_or_else(|| anyhow::anyhow!("{file}: GGUF metadata has no '{key}'"))
+}
+
+fn as_usize(v: &Value) -> Result<usize> {
+    Ok(match v {
+        Value::U8(x) => *x as usize,
+        Value::U16(x) => *x as usize,
+        Value::U32(x) => *x as usize,
+        Value::U64(x) => *x as usize,
+        Value::I32(x) if *x >= 0 => *x as usize,
+        Value::I64(x) if *x >= 0 => *x as usize,
+        other => bail!("expected an unsigned integer, found {other:?}"),
+    })
+}
+
+fn as_f64(v: &Value) -> Result<f64> {
+    Ok(match v {
+        Value::F32(x) => *x as f64,
+        Value::F64(x) => *x,
+        other => bail!("expected a float, found {other:?}"),
+    })
+}
+
+/// Whole-model tensors, GGUF name ↔ Hugging Face name.
+const GLOBAL: &[(&str, &str)] = &[
+    ("token_embd.weight", "model.embed_tokens.weight"),
+    ("output_norm.weight", "model.norm.weight"),
+    ("output.weight", "lm_head.weight"),
+];
+/// Per-layer tensors (`blk.N.<gguf>.*` ↔ `model.layers.N.<hf>.*`).
+const LAYER: &[(&str, &str)] = &[
+    ("attn_q", "self_attn.q_proj"),
+    ("attn_k", "self_attn.k_proj"),
+    ("attn_v", "self_attn.v_proj"),
+    ("attn_output", "self_attn.o_proj"),
+    ("ffn_gate", "mlp.gate_proj"),
+    ("ffn_up", "mlp.up_proj"),
+    ("ffn_down", "mlp.down_proj"),
+    ("attn_norm", "input_layernorm"),
+    ("ffn_norm", "post_attention_layernorm"),
+];
+
+/// Hugging Face name of a GGUF tensor (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`).
+pub fn hf_name(name: &str) -> Option<String> {
+    if let Some((_, hf)) = GLOBAL.iter().find(|(g, _)| *g == name) {
+        return Some(hf.to_string());
+    }
+    let (layer, rest) = name.strip_prefix("blk.")?.split_once('.')?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    let (_, hf) = LAYER.iter().find(|(g, _)| *g == part)?;
+    Some(format!("model.layers.{layer}.{hf}.{kind}"))
+}
+
+/// GGUF name of a Hugging Face tensor (the inverse of [`hf_name`]).
+pub fn gguf_name(name: &str) -> Option<String> {
+    if let Some((g, _)) = GLOBAL.iter().find(|(_, hf)| *hf == name) {
+        return Some(g.to_string());
+    }
+    let (layer, rest) = name.strip_prefix("model.layers.")?.split_once('.')?;
+    let (part, kind) = rest.rsplit_once('.')?;
+    let (g, _) = LAYER.iter().find(|(_, hf)| *hf == part)?;
+    Some(format!("blk.{layer}.{g}.{kind}"))
+}
+
+/// llama.cpp's q/k row permutation for interleaved RoPE: rows (head, pair, i) → (head, i, pair).
+/// `inverse` undoes it.
+pub fn permute_rows(w: &Tensor, heads: usize, inverse: bool) -> Result<Tensor> {
+    let dims = w.dims().to_vec();
+    let hd = dims[0] / heads;
+    let rest: usize = dims[1..].iter().product();
+    let split = if inverse {
+        (heads, hd / 2, 2, rest)
+    } else {
+        (heads, 2, hd / 2, rest)
+    };
+    Ok(w.reshape(split)?
+        .transpose(1, 2)?
+        .contiguous()?
+        .reshape(dims)?)
+}
+
+/// Rebuilds the file's byte-level BPE tokenizer as a Hugging Face `tokenizer.json`.
+fn tokenizer(c: &Content, file: &str) -> Result<Tokenizer> {
+    let model = meta(c, "tokenizer.ggml.model", file)?.to_string()?;
+    if model != "gpt2" {
+        bail!("{file}: tokenizer model '{model}' is not supported (only byte-level BPE, 'gpt2')");
+    }
+    let pre = match c.metadata.get("tokenizer.ggml.pre") {
+        Some(v) => v.to_string()?.clone(),
+        None => "default".into(),
+    };
+    let byte_level = serde_json::json!({
+        "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true
+    });
+    let pre_tokenizer = match pre.as_str() {
+        "gpt2" | "default" => byte_level.clone(),
+        "smollm" | "starcoder" | "refact" => serde_json::json!({
+            "type": "Sequence",
+            "pretokenizers": [{"type": "Digits", "individual_digits": true}, byte_level]
+        }),
+        other => bail!("{file}: pre-tokenizer '{other}' is not supported yet"),
+    };
+    let tokens = meta(c, "tokenizer.ggml.tokens", file)?.to_vec()?;
+    let types = c
+        .metadata
+        .get("tokenizer.ggml.token_type")
+        .map(|v| v.to_vec())
+        .transpose()?;
+    let merges = meta(c, "tokenizer.ggml.merges", file)?.to_vec()?;
+    let mut vocab = serde_json::Map::new();
+    let mut added = Vec::new();
+    for (id, t) in tokens.iter().enumerate() {
+        let t = t.to_string()?;
+        vocab.insert(t.clone(), serde_json::json!(id));
+        // Token type 3 = control (special) tokens, 4 = user-defined: matched before BPE.
+        let kind = types.and_then(|ty| ty.get(id)).map(|v| match v {
+            Value::I32(x) => *x,
+            _ => 1,
+        });
+        if matches!(kind, Some(3) | Some(4)) {
+            added.push(serde_json::json!({
+                "id": id, "content": t, "single_word": false, "lstrip": false, "rstrip": false,
+                "normalized": false, "special": kind == Some(3)
+            }));
+        }
+    }
+    let merges: Vec<String> = merges
+        .iter()
+        .map(|m| m.to_string().cloned())
+        .collect::<candle_core::Result<_>>()?;
+    let json = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added,
+        "normalizer": null, "pre_tokenizer": pre_tokenizer, "post_processor": null,
+        "decoder": {"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true},
+        "model": {
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+            "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false,
+            "vocab": vocab, "merges": merges
+        }
+    });
+    json.to_string()
+        .parse::<Tokenizer>()
+        .map_err(|e| anyhow::anyhow!("{file}: cannot build the tokenizer from GGUF metadata ({e})"))
+}
+
+/// Reads a GGUF file: configuration, dequantised tensors, tokenizer.
+pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
+    let file = path.display().to_string();
+    let mut reader = std::fs::File::open(path).with_context(|| format!("{file}: cannot open"))?;
+    let c =
+        Content::read(&mut reader).map_err(|e| anyhow::anyhow!("{file}: not a GGUF file ({e})"))?;
+    let arch = meta(&c, "general.architecture", &file)?
+        .to_string()?
+        .clone();
+    if arch != "llama" && arch != "qwen2" {
+        bail!("{file}: architecture '{arch}' is not supported (llama, qwen2)");
+    }
+    let key = |k: &str| format!("{arch}.{k}");
+    let get = |k: &str| meta(&c, &key(k), &file).and_then(as_usize);
+    let hidden = get("embedding_length")?;
+    let heads = get("attention.head_count")?;
+    let kv_heads = get("attention.head_count_kv").unwrap_or(heads);
+    let tokens = meta(&c, "tokenizer.ggml.tokens", &file)?.to_vec()?.len();
+    let config = DecoderConfig {
+        model_type: arch.clone(),
+        vocab_size: get("vocab_size").unwrap_or(tokens),
+        hidden_size: hidden,
+        intermediate_size: get("feed_forward_length")?,
+        num_hidden_layers: get("block_count")?,
+        num_attention_heads: heads,
+        num_key_value_heads: Some(kv_heads),
+        head_dim: get("rope.dimension_count")
+            .ok()
+            .filter(|&d| d != hidden / heads),
+        rms_norm_eps: meta(&c, &key("attention.layer_norm_rms_epsilon"), &file).and_then(as_f64)?,
+        rope_theta: meta(&c, &key("rope.freq_base"), &file)
+            .and_then(as_f64)
+            .unwrap_or(10_000.0),
+        rope_scaling: None,
+        max_position_embeddings: get("context_length")?,
+        tie_word_embeddings: !c.tensor_infos.contains_key("output.weight"),
+        attention_bias: false,
+    };
+    let mut tensors = HashMap::new();
+    for name in c.tensor_infos.keys() {
+        let Some(hf) = hf_name(name) else { continue };
+        let q = c
+            .tensor(&mut reader, name, device)
+            .map_err(|e| anyhow::anyhow!("{file}: tensor '{name}': {e}"))?;
+        let mut t = q.dequantize(device)?;
+        if arch == "llama" {
+            if name.contains(".attn_q.") {
+                t = permute_rows(&t, heads, true)?;
+            } else if name.contains(".attn_k.") {
+                t = permute_rows(&t, kv_heads, true)?;
+            }
+        }
+        tensors.insert(hf, t);
+    }
+    let id = |k: &str| {
+        c.metadata
+            .get(k)
+            .and_then(|v| as_usize(v).ok())
+            .map(|v| v as u32)
+    };
+    Ok(GgufModel {
+        tokenizer: tokenizer(&c, &file)?,
+        bos_token_id: id("tokenizer.ggml.bos_token_id"),
+        eos_token_id: id("tokenizer.ggml.eos_token_id"),
+        chat_template: c
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok().cloned()),
+        config,
+        tensors,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::DType;
+    use candle_nn::VarBuilder;
+
+    fn logits(cfg: &DecoderConfig, tensors: HashMap<String, Tensor>) -> Tensor {
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &Device::Cpu);
+        let dec = super::super::Decoder::load(vb, cfg).unwrap();
+        let ids = Tensor::new(&[[1u32, 5, 9, 3, 22, 7]], &Device::Cpu).unwrap();
+        dec.logits(&dec.forward_hidden(&ids).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn gguf_and_hf_weights_give_the_same_logits() {
+        for kind in ["llama", "qwen2"] {
+            let dir = tempfile::tempdir().unwrap();
+            crate::fixtures::write_tiny_decoder(dir.path(), kind).unwrap();
+            let gguf = dir.path().join("tiny.gguf");
+            crate::fixtures::write_tiny_gguf(dir.path(), &gguf).unwrap();
+            let cfg: DecoderConfig = serde_json::from_str(
+                &std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
+            )
+            .unwrap();
+            let hf = crate::embed::decoder::load_tensors(
+                &[dir.path().join("model.safetensors")],
+                &Device::Cpu,
+            )
+            .unwrap();
+            let g = load(&gguf, &Device::Cpu).unwrap();
+            assert_eq!(g.config.hidden_size, cfg.hidden_size);
+            assert_eq!(
+                g.config.tie_word_embeddings, cfg.tie_word_embeddings,
+                "{kind}"
+            );
+            let (a, b) = (logits(&cfg, hf), logits(&g.config, g.tensors));
+            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
+            let diff = diff.to_scalar::<f32>().unwrap();
+            assert!(diff < 1e-5, "{kind}: max |diff| {diff}");
+        }
+    }
+
+    #[test]
+    fn tokenizer_is_rebuilt_from_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::fixtures::write_tiny_decoder(dir.path(), "llama").unwrap();
+        let gguf = dir.path().join("tiny.gguf");
+        crate::fixtures::write_tiny_gguf(dir.path(), &gguf).unwrap();
+        let g = load(&gguf, &Device::Cpu).unwrap();
+        let ids = |s: &str| g.tokenizer.encode(s, false).unwrap().get_ids().to_vec();
+        // Merges: a b -> ab, Ġ a -> Ġa, ab c -> abc, Ġa b -> Ġab (ranks in that order).
+        assert_eq!(ids("ab abc"), vec![5, 4, 7]);
+        assert_eq!(
+            ids("<|endoftext|>ab"),
+            vec![0, 5],
+            "control tokens match whole"
+        );
+        assert_eq!(ids("a12"), vec![1, 9, 10], "digits split one by one");
+        assert_eq!(g.tokenizer.decode(&[5, 4, 7], false).unwrap(), "ab abc");
+        assert_eq!((g.bos_token_id, g.eos_token_id), (Some(0), Some(0)));
+    }
+
+    #[test]
+    fn names_round_trip_and_permutation_inverts() {
+        for hf in [
+            "model.embed_tokens.weight",
+            "model.layers.7.mlp.up_proj.weight",
+            "lm_head.weight",
+        ] {
+            assert_eq!(hf_name(&gguf_name(hf).unwrap()).unwrap(), hf);
+        }
+        assert_eq!(
+            hf_name("blk.0.attn_q.bias").unwrap(),
+            "model.layers.0.self_attn.q_proj.bias"
+        );
+        assert!(hf_name("rope_freqs.weight").is_none());
+        let w = Tensor::arange(0f32, 48.0, &Device::Cpu)
+            .unwrap()
+            .reshape((8, 6))
+            .unwrap();
+        let p = permute_rows(&w, 2, false).unwrap();
+        assert_ne!(p.to_vec2::<f32>().unwrap(), w.to_vec2::<f32>().unwrap());
+        let back = permute_rows(&p, 2, true).unwrap();
+        assert_eq!(back.to_vec2::<f32>().unwrap(), w.to_vec2::<f32>().unwrap());
+    }
+
+    #[test]
+    fn bad_files_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.gguf");
+        std::fs::write(&p, b"not a gguf").unwrap();
+        let e = load(&p, &Device::Cpu).err().unwrap().to_string();
+        assert!(e.contains("x.gguf") && e.contains("not a GGUF file"), "{e}");
+    }
+}
