@@ -2,6 +2,7 @@
 //! The training loop and decoder models build on these.
 
 pub mod loss;
+pub mod step;
 
 use std::path::Path;
 
