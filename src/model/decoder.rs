@@ -10,6 +10,8 @@
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
+
+use super::lora::{AdaptedLinear, LoraConfig};
 use serde::Deserialize;
 
 /// The fields of a Hugging Face `config.json` this decoder reads (Llama and Qwen2).
@@ -135,15 +137,29 @@ fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> Result<Linear> 
 }
 
 struct Block {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    o: Linear,
-    gate: Linear,
-    up: Linear,
-    down: Linear,
+    q: AdaptedLinear,
+    k: AdaptedLinear,
+    v: AdaptedLinear,
+    o: AdaptedLinear,
+    gate: AdaptedLinear,
+    up: AdaptedLinear,
+    down: AdaptedLinear,
     ln1: Tensor,
     ln2: Tensor,
+}
+
+impl Block {
+    fn linears(&self) -> [(&'static str, &AdaptedLinear); 7] {
+        [
+            ("self_attn.q_proj", &self.q),
+            ("self_attn.k_proj", &self.k),
+            ("self_attn.v_proj", &self.v),
+            ("self_attn.o_proj", &self.o),
+            ("mlp.gate_proj", &self.gate),
+            ("mlp.up_proj", &self.up),
+            ("mlp.down_proj", &self.down),
+        ]
+    }
 }
 
 /// The decoder: token embedding, blocks, final norm and LM head.
@@ -160,6 +176,16 @@ pub struct Decoder {
 impl Decoder {
     /// Builds the decoder from Hugging Face tensor names (`model.layers.N.self_attn.q_proj`, ...).
     pub fn load(vb: VarBuilder, cfg: &DecoderConfig) -> Result<Self> {
+        Self::load_with_lora(vb, cfg, None)
+    }
+
+    /// Like [`Decoder::load`], adding LoRA adapters whose tensors come from the second
+    /// VarBuilder (a VarMap for training, or saved adapter tensors).
+    pub fn load_with_lora(
+        vb: VarBuilder,
+        cfg: &DecoderConfig,
+        lora: Option<(&LoraConfig, VarBuilder)>,
+    ) -> Result<Self> {
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
         let m = vb.pp("model");
@@ -170,14 +196,56 @@ impl Decoder {
             let l = m.pp(format!("layers.{i}"));
             let a = l.pp("self_attn");
             let mlp = l.pp("mlp");
+            let adapt = |base: Linear, module: &str, group: &str| -> Result<AdaptedLinear> {
+                match &lora {
+                    Some((lc, lvb)) if lc.target_modules.iter().any(|t| t == module) => {
+                        let name = format!("model.layers.{i}.{group}.{module}");
+                        AdaptedLinear::with_adapter(base, lc, lvb, &name)
+                            .map_err(|e| candle_core::Error::Msg(e.to_string()))
+                    }
+                    _ => Ok(AdaptedLinear {
+                        base,
+                        adapter: None,
+                    }),
+                }
+            };
+            let (inter, bias) = (cfg.intermediate_size, cfg.qkv_bias());
             blocks.push(Block {
-                q: linear(a.pp("q_proj"), h, nh * hd, cfg.qkv_bias())?,
-                k: linear(a.pp("k_proj"), h, nkv * hd, cfg.qkv_bias())?,
-                v: linear(a.pp("v_proj"), h, nkv * hd, cfg.qkv_bias())?,
-                o: linear(a.pp("o_proj"), nh * hd, h, cfg.attention_bias)?,
-                gate: linear(mlp.pp("gate_proj"), h, cfg.intermediate_size, false)?,
-                up: linear(mlp.pp("up_proj"), h, cfg.intermediate_size, false)?,
-                down: linear(mlp.pp("down_proj"), cfg.intermediate_size, h, false)?,
+                q: adapt(
+                    linear(a.pp("q_proj"), h, nh * hd, bias)?,
+                    "q_proj",
+                    "self_attn",
+                )?,
+                k: adapt(
+                    linear(a.pp("k_proj"), h, nkv * hd, bias)?,
+                    "k_proj",
+                    "self_attn",
+                )?,
+                v: adapt(
+                    linear(a.pp("v_proj"), h, nkv * hd, bias)?,
+                    "v_proj",
+                    "self_attn",
+                )?,
+                o: adapt(
+                    linear(a.pp("o_proj"), nh * hd, h, cfg.attention_bias)?,
+                    "o_proj",
+                    "self_attn",
+                )?,
+                gate: adapt(
+                    linear(mlp.pp("gate_proj"), h, inter, false)?,
+                    "gate_proj",
+                    "mlp",
+                )?,
+                up: adapt(
+                    linear(mlp.pp("up_proj"), h, inter, false)?,
+                    "up_proj",
+                    "mlp",
+                )?,
+                down: adapt(
+                    linear(mlp.pp("down_proj"), inter, h, false)?,
+                    "down_proj",
+                    "mlp",
+                )?,
                 ln1: ones(l.pp("input_layernorm"))?,
                 ln2: ones(l.pp("post_attention_layernorm"))?,
             });
@@ -237,7 +305,7 @@ impl Decoder {
         let mut x = self.embed.forward(ids)?; // (b, t, h)
         for blk in &self.blocks {
             let y = rms_norm(&x, &blk.ln1, cfg.rms_norm_eps)?;
-            let heads = |lin: &Linear, n: usize| -> Result<Tensor> {
+            let heads = |lin: &AdaptedLinear, n: usize| -> Result<Tensor> {
                 lin.forward(&y)?.reshape((b, t, n, hd))?.transpose(1, 2) // (b, n, t, d)
             };
             let q = rope(&heads(&blk.q, nh)?.contiguous()?, &cos, &sin)?;
@@ -258,6 +326,35 @@ impl Decoder {
     /// Logits for every position: hidden (b, t, h) → (b, t, vocab).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)
+    }
+
+    /// Every weight under its Hugging Face name, adapters folded in (what `--merge` writes).
+    pub fn merged_tensors(&self) -> Result<Vec<(String, Tensor)>> {
+        let mut out = vec![
+            (
+                "model.embed_tokens.weight".to_string(),
+                self.embed.embeddings().clone(),
+            ),
+            ("model.norm.weight".to_string(), self.norm.clone()),
+        ];
+        if !self.config.tie_word_embeddings {
+            out.push(("lm_head.weight".to_string(), self.lm_head.weight().clone()));
+        }
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let p = format!("model.layers.{i}");
+            out.push((format!("{p}.input_layernorm.weight"), blk.ln1.clone()));
+            out.push((
+                format!("{p}.post_attention_layernorm.weight"),
+                blk.ln2.clone(),
+            ));
+            for (name, lin) in blk.linears() {
+                out.push((format!("{p}.{name}.weight"), lin.merged_weight()?));
+                if let Some(b) = lin.base.bias() {
+                    out.push((format!("{p}.{name}.bias"), b.clone()));
+                }
+            }
+        }
+        Ok(out)
     }
 }
 

@@ -3,5 +3,6 @@
 
 pub mod decoder;
 pub mod gguf;
+pub mod lora;
 
 pub use decoder::{Decoder, DecoderConfig};

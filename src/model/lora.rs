@@ -1,0 +1,298 @@
+//! LoRA adapters (Hu et al. 2021) on the decoder's linear layers: `y = x Wᵀ (+ b) + (α/r) · x Aᵀ Bᵀ`,
+//! with the base W frozen, A Kaiming-initialised and B zero (so training starts from the base
+//! model). Adapters are saved with PEFT's tensor names and an `adapter_config.json`.
+//! Dropout on the adapter input is not implemented yet: `lora_dropout` must be 0.
+
+use anyhow::{bail, Result};
+use candle_core::{Module, Tensor};
+use candle_nn::{Init, Linear, VarBuilder};
+use serde::{Deserialize, Serialize};
+
+/// PEFT-compatible LoRA settings (`adapter_config.json`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoraConfig {
+    pub r: usize,
+    pub lora_alpha: f64,
+    #[serde(default)]
+    pub lora_dropout: f64,
+    /// Module names (`q_proj`, ..., `down_proj`) that get adapters.
+    pub target_modules: Vec<String>,
+}
+
+impl Default for LoraConfig {
+    /// The authors' setting: rank 16 on every linear layer.
+    fn default() -> Self {
+        Self {
+            r: 16,
+            lora_alpha: 32.0,
+            lora_dropout: 0.0,
+            target_modules: ALL_LINEAR.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+}
+
+pub const ALL_LINEAR: [&str; 7] = [
+    "q_proj",
+    "k_proj",
+    "v_proj",
+    "o_proj",
+    "gate_proj",
+    "up_proj",
+    "down_proj",
+];
+
+impl LoraConfig {
+    pub fn check(&self) -> Result<()> {
+        if self.r == 0 {
+            bail!("LoRA rank must be at least 1");
+        }
+        if self.lora_dropout != 0.0 {
+            bail!("LoRA dropout is not implemented yet; use 0");
+        }
+        if let Some(m) = self
+            .target_modules
+            .iter()
+            .find(|m| !ALL_LINEAR.contains(&m.as_str()))
+        {
+            bail!(
+                "unknown LoRA target module '{m}' (known: {})",
+                ALL_LINEAR.join(", ")
+            );
+        }
+        Ok(())
+    }
+
+    pub fn scale(&self) -> f64 {
+        self.lora_alpha / self.r as f64
+    }
+
+    /// The `adapter_config.json` PEFT reads.
+    pub fn peft_json(&self, base_model: &str) -> serde_json::Value {
+        serde_json::json!({
+            "peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base_model,
+            "r": self.r, "lora_alpha": self.lora_alpha, "lora_dropout": self.lora_dropout,
+            "target_modules": self.target_modules, "bias": "none", "fan_in_fan_out": false,
+            "inference_mode": false
+        })
+    }
+}
+
+/// A linear layer with an optional adapter.
+#[derive(Debug, Clone)]
+pub struct AdaptedLinear {
+    pub base: Linear,
+    /// (A: (r, in), B: (out, r), scale)
+    pub adapter: Option<(Tensor, Tensor, f64)>,
+}
+
+impl AdaptedLinear {
+    /// Adds an adapter for the module at `name` (e.g. `model.layers.0.self_attn.q_proj`) whose
+    /// tensors live in `vb` under PEFT's names.
+    pub fn with_adapter(
+        base: Linear,
+        cfg: &LoraConfig,
+        vb: &VarBuilder,
+        name: &str,
+    ) -> Result<Self> {
+        let (out, inp) = base.weight().dims2()?;
+        let vb = vb.pp(format!("base_model.model.{name}"));
+        let bound = 1.0 / (inp as f64).sqrt();
+        let a = vb.get_with_hints(
+            (cfg.r, inp),
+            "lora_A.weight",
+            Init::Uniform {
+                lo: -bound,
+                up: bound,
+            },
+        )?;
+        let b = vb.get_with_hints((out, cfg.r), "lora_B.weight", Init::Const(0.0))?;
+        Ok(Self {
+            base,
+            adapter: Some((a, b, cfg.scale())),
+        })
+    }
+
+    /// W + scale · B A: the weight with the adapter folded in.
+    pub fn merged_weight(&self) -> candle_core::Result<Tensor> {
+        match &self.adapter {
+            None => Ok(self.base.weight().clone()),
+            Some((a, b, scale)) => Ok((self.base.weight() + (b.matmul(a)? * *scale)?)?),
+        }
+    }
+}
+
+impl Module for AdaptedLinear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = self.base.forward(x)?;
+        match &self.adapter {
+            None => Ok(y),
+            Some((a, b, scale)) => {
+                let low = x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
+                y + (low * *scale)?
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Decoder, DecoderConfig};
+    use crate::train::loss::{LossConfig, LossVariant};
+    use crate::train::step::{weighted_loss, Sample};
+    use candle_core::{DType, Device};
+    use candle_nn::{Optimizer, VarMap};
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    #[test]
+    fn adapters_train_alone_save_with_peft_names_and_merge_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::fixtures::write_tiny_decoder(dir.path(), "llama").unwrap();
+        let cfg: DecoderConfig =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        let base = crate::embed::decoder::load_tensors(
+            &[dir.path().join("model.safetensors")],
+            &Device::Cpu,
+        )
+        .unwrap();
+        let base_vb = || VarBuilder::from_tensors(base.clone(), DType::F32, &Device::Cpu);
+        let lc = LoraConfig {
+            r: 4,
+            lora_alpha: 8.0,
+            target_modules: vec!["q_proj".into(), "v_proj".into(), "down_proj".into()],
+            ..LoraConfig::default()
+        };
+        lc.check().unwrap();
+        let adapters = VarMap::new();
+        let model = Decoder::load_with_lora(
+            base_vb(),
+            &cfg,
+            Some((
+                &lc,
+                VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
+            )),
+        )
+        .unwrap();
+        let plain = Decoder::load(base_vb(), &cfg).unwrap();
+        let ids = Tensor::new(&[[2u32, 7, 9, 11, 3]], &Device::Cpu).unwrap();
+        let logits = |m: &Decoder| m.logits(&m.forward_hidden(&ids).unwrap()).unwrap();
+        assert!(
+            max_diff(&logits(&model), &logits(&plain)) < 1e-6,
+            "B = 0: starts at the base"
+        );
+        assert_eq!(
+            adapters.all_vars().len(),
+            2 * 2 * 3,
+            "A and B per layer per target"
+        );
+
+        let samples = vec![Sample {
+            tokens: vec![2, 7, 9, 11, 13, 17, 3],
+            is_response: vec![false, false, true, true, true, true, true],
+        }];
+        let sft = LossConfig {
+            variant: LossVariant::Sft,
+            ..LossConfig::default()
+        };
+        let before = weighted_loss(&model, &samples, &sft)
+            .unwrap()
+            .loss
+            .to_scalar::<f32>()
+            .unwrap();
+        let mut opt = candle_nn::AdamW::new(
+            adapters.all_vars(),
+            candle_nn::ParamsAdamW {
+                lr: 2e-2,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        for _ in 0..20 {
+            opt.backward_step(&weighted_loss(&model, &samples, &sft).unwrap().loss)
+                .unwrap();
+        }
+        let after = weighted_loss(&model, &samples, &sft)
+            .unwrap()
+            .loss
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(after < 0.9 * before, "{before} -> {after}");
+        // The base weights on disk and in memory are untouched; only adapters moved.
+        let reread = crate::embed::decoder::load_tensors(
+            &[dir.path().join("model.safetensors")],
+            &Device::Cpu,
+        )
+        .unwrap();
+        for (name, t) in &base {
+            assert_eq!(max_diff(t, &reread[name]), 0.0, "{name}");
+        }
+        assert!(
+            max_diff(&logits(&model), &logits(&plain)) > 1e-3,
+            "adapters changed the output"
+        );
+
+        // Saved adapters carry PEFT names and reload to the same model.
+        let path = dir.path().join("adapter_model.safetensors");
+        adapters.save(&path).unwrap();
+        let saved = candle_core::safetensors::load(&path, &Device::Cpu).unwrap();
+        assert!(
+            saved.contains_key("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight")
+        );
+        assert!(saved.contains_key("base_model.model.model.layers.0.mlp.down_proj.lora_B.weight"));
+        let reloaded = Decoder::load_with_lora(
+            base_vb(),
+            &cfg,
+            Some((
+                &lc,
+                VarBuilder::from_tensors(saved, DType::F32, &Device::Cpu),
+            )),
+        )
+        .unwrap();
+        assert!(max_diff(&logits(&reloaded), &logits(&model)) < 1e-6);
+
+        // Merging folds W + (α/r)·B·A into plain weights with the same outputs.
+        let merged: std::collections::HashMap<String, Tensor> =
+            model.merged_tensors().unwrap().into_iter().collect();
+        let merged = Decoder::load(
+            VarBuilder::from_tensors(merged, DType::F32, &Device::Cpu),
+            &cfg,
+        )
+        .unwrap();
+        assert!(max_diff(&logits(&merged), &logits(&model)) < 1e-5);
+    }
+
+    #[test]
+    fn config_is_checked_and_written_for_peft() {
+        assert!(LoraConfig {
+            r: 0,
+            ..LoraConfig::default()
+        }
+        .check()
+        .is_err());
+        let bad = LoraConfig {
+            target_modules: vec!["qkv".into()],
+            ..LoraConfig::default()
+        };
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("unknown LoRA target"));
+        let d = LoraConfig::default();
+        assert_eq!((d.r, d.target_modules.len(), d.scale()), (16, 7, 2.0));
+        let j = d.peft_json("models/x");
+        assert_eq!(j["peft_type"], "LORA");
+        assert_eq!(j["r"], 16);
+    }
+}
