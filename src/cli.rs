@@ -12,6 +12,7 @@ use crate::eval::probe::{PairFeature, Solver};
 use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
 use crate::eval::task::TaskSet;
 use crate::io::GeneIdMap;
+use crate::train::data::ChatTemplate;
 use crate::train::loss::{BftMode, LossConfig, LossVariant};
 
 #[derive(Parser, Debug)]
@@ -33,6 +34,8 @@ enum Command {
     Probe(ProbeArgs),
     /// Embed one text per gene with a sentence encoder (GenePT protocol).
     Embed(EmbedArgs),
+    /// Fine-tune a Llama/Qwen2 decoder (HF folder or GGUF) with SFT, DFT or BFT; LoRA by default.
+    Finetune(FinetuneArgs),
     /// Show how a loss variant weighs samples, from their gold-token probabilities (JSONL).
     Loss(LossArgs),
     /// Write the built-in synthetic dataset (data folder + planted embeddings) to a folder.
@@ -155,12 +158,70 @@ struct LossArgs {
     gamma: f64,
 }
 
+#[derive(Args, Debug)]
+struct FinetuneArgs {
+    /// Base model: a Hugging Face folder or a GGUF file (or a folder holding one).
+    #[arg(long)]
+    model: PathBuf,
+    /// Training data: JSONL with {"messages": [...]} or {"prompt", "response"} per line.
+    #[arg(long)]
+    data: PathBuf,
+    /// Output folder (adapters or weights, train_log.jsonl, finetune.json).
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = LossVariant::Bft)]
+    loss: LossVariant,
+    #[arg(long, value_enum, default_value_t = BftMode::Official)]
+    bft_mode: BftMode,
+    #[arg(long, default_value_t = 256)]
+    window: usize,
+    #[arg(long, default_value_t = 1.0)]
+    gamma: f64,
+    /// Train every weight instead of LoRA adapters.
+    #[arg(long)]
+    full: bool,
+    #[arg(long, default_value_t = 16)]
+    lora_r: usize,
+    #[arg(long, default_value_t = 32.0)]
+    lora_alpha: f64,
+    /// Comma-separated modules to adapt [default: all seven linear layers].
+    #[arg(long, value_delimiter = ',')]
+    lora_targets: Vec<String>,
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    #[arg(long, default_value_t = 1)]
+    epochs: usize,
+    #[arg(long)]
+    max_steps: Option<usize>,
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// Micro-batches per optimizer step (each micro-batch loss is divided by this).
+    #[arg(long, default_value_t = 1)]
+    grad_accum: usize,
+    #[arg(long, default_value_t = 0.03)]
+    warmup_ratio: f64,
+    #[arg(long, default_value_t = 1.0)]
+    max_grad_norm: f64,
+    #[arg(long, default_value_t = 0.0)]
+    weight_decay: f64,
+    #[arg(long, default_value_t = 512)]
+    max_len: usize,
+    #[arg(long, value_enum, default_value_t = ChatTemplate::Chatml)]
+    template: ChatTemplate,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write OUT/merged: a plain model folder with the adapters folded in.
+    #[arg(long)]
+    merge: bool,
+}
+
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Tasks(args) => tasks(&args),
         Command::Probe(args) => probe(args),
         Command::Embed(args) => embed(args),
+        Command::Finetune(args) => finetune(args),
         Command::Loss(args) => {
             let cfg = LossConfig {
                 variant: args.loss,
@@ -442,5 +503,71 @@ fn embed(args: EmbedArgs) -> Result<()> {
         );
     }
     println!("wrote {} and {}", args.out.display(), report_path.display());
+    Ok(())
+}
+
+fn finetune(args: FinetuneArgs) -> Result<()> {
+    use crate::model::lora::{LoraConfig, ALL_LINEAR};
+    use crate::train::finetune::{finetune, FinetuneOptions};
+    use crate::train::trainer::TrainConfig;
+    let lora = (!args.full).then(|| LoraConfig {
+        r: args.lora_r,
+        lora_alpha: args.lora_alpha,
+        lora_dropout: 0.0,
+        target_modules: if args.lora_targets.is_empty() {
+            ALL_LINEAR.iter().map(|s| s.to_string()).collect()
+        } else {
+            args.lora_targets.clone()
+        },
+    });
+    let opts = FinetuneOptions {
+        model: args.model,
+        data: args.data,
+        out: args.out.clone(),
+        template: args.template,
+        max_len: args.max_len,
+        lora,
+        train: TrainConfig {
+            loss: LossConfig {
+                variant: args.loss,
+                mode: args.bft_mode,
+                window: args.window,
+                gamma: args.gamma,
+            },
+            lr: args.lr,
+            warmup_ratio: args.warmup_ratio,
+            epochs: args.epochs,
+            max_steps: args.max_steps,
+            batch_size: args.batch_size,
+            grad_accum: args.grad_accum,
+            max_grad_norm: args.max_grad_norm,
+            weight_decay: args.weight_decay,
+            seed: args.seed,
+        },
+        merge: args.merge,
+    };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
+            .expect("valid template"),
+    );
+    let report = finetune(&opts, |s, total| {
+        bar.set_length(total as u64);
+        bar.set_position(s.step as u64);
+        bar.set_message(format!(
+            "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+            s.loss, s.lr, s.tokens_per_s
+        ));
+    })?;
+    bar.finish_and_clear();
+    println!(
+        "{} steps on {} samples ({} truncated, {} without response tokens): loss {:.4} -> {:.4}",
+        report.steps,
+        report.samples,
+        report.truncated,
+        report.without_response,
+        report.first_loss,
+        report.last_loss
+    );
+    println!("wrote {}", args.out.display());
     Ok(())
 }

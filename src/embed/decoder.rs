@@ -13,7 +13,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
-use super::bert::{load_tokenizer, tokenize};
+use super::bert::tokenize;
 use super::{EncodeOptions, Pooling};
 use crate::model::{Decoder, DecoderConfig};
 
@@ -73,31 +73,12 @@ pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String
 }
 
 impl DecoderEncoder {
-    /// Loads a Hugging Face folder (config.json, tokenizer.json, safetensors).
-    pub fn load(
-        dir: &Path,
-        config: DecoderConfig,
-        max_len: Option<usize>,
-        device: &Device,
-    ) -> Result<Self> {
-        let tensors = load_tensors(&weight_files(dir)?, device)?;
-        let max_len = Self::max_len(&config, max_len)?;
-        let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_len)?;
-        Self::from_parts(
-            config,
-            tensors,
-            tokenizer,
-            max_len,
-            device,
-            &dir.display().to_string(),
-        )
-    }
-
-    /// Loads a GGUF file (weights dequantised, tokenizer rebuilt from its metadata).
-    pub fn load_gguf(path: &Path, max_len: Option<usize>, device: &Device) -> Result<Self> {
-        let g = crate::model::gguf::load(path, device)?;
-        let max_len = Self::max_len(&g.config, max_len)?;
-        let mut tokenizer = g.tokenizer;
+    /// Loads a decoder from a Hugging Face folder or a GGUF file (see
+    /// [`crate::model::load_pretrained`]).
+    pub fn load(path: &Path, max_len: Option<usize>, device: &Device) -> Result<Self> {
+        let pre = crate::model::load_pretrained(path, device)?;
+        let max_len = Self::max_len(&pre.config, max_len)?;
+        let mut tokenizer = pre.tokenizer;
         tokenizer
             .with_truncation(Some(tokenizers::TruncationParams {
                 max_length: max_len,
@@ -105,7 +86,7 @@ impl DecoderEncoder {
             }))
             .map_err(|e| anyhow::anyhow!("tokenizer truncation: {e}"))?;
         let origin = path.display().to_string();
-        Self::from_parts(g.config, g.tensors, tokenizer, max_len, device, &origin)
+        Self::from_parts(pre.config, pre.tensors, tokenizer, max_len, device, &origin)
     }
 
     fn max_len(config: &DecoderConfig, max_len: Option<usize>) -> Result<usize> {

@@ -33,34 +33,30 @@ impl TextEncoder {
     /// decoder; else a folder by `config.json`'s `model_type`: "bert" → BERT encoder, "llama" or
     /// "qwen2" → decoder.
     pub fn load(
-        dir: &Path,
+        path: &Path,
         max_len: Option<usize>,
         backend: Backend,
         device: &candle_core::Device,
     ) -> Result<Self> {
-        if let Some(gguf) = gguf_file(dir)? {
-            let enc = decoder::DecoderEncoder::load_gguf(&gguf, max_len, device)?;
+        let config_path = path.join("config.json");
+        if path.is_file() || (path.is_dir() && !config_path.exists()) {
+            let enc = decoder::DecoderEncoder::load(path, max_len, device)?;
             return Ok(Self::Decoder(enc));
         }
-        let config_path = dir.join("config.json");
-        if !dir.is_dir() {
-            bail!("{}: model folder not found", dir.display());
+        if !path.is_dir() {
+            bail!("{}: model folder not found", path.display());
         }
         let text = std::fs::read_to_string(&config_path)
-            .map_err(|_| anyhow::anyhow!("{}: missing config.json", dir.display()))?;
+            .map_err(|_| anyhow::anyhow!("{}: missing config.json", path.display()))?;
         let value: serde_json::Value = serde_json::from_str(&text)
             .map_err(|e| anyhow::anyhow!("{}: invalid JSON ({e})", config_path.display()))?;
         match value.get("model_type").and_then(|v| v.as_str()) {
             Some("bert") | None => Ok(Self::Bert(BertEncoder::load(
-                dir, max_len, backend, device,
+                path, max_len, backend, device,
             )?)),
-            Some("llama") | Some("qwen2") => {
-                let cfg: crate::model::DecoderConfig = serde_json::from_value(value)
-                    .map_err(|e| anyhow::anyhow!("{}: {e}", config_path.display()))?;
-                Ok(Self::Decoder(decoder::DecoderEncoder::load(
-                    dir, cfg, max_len, device,
-                )?))
-            }
+            Some("llama") | Some("qwen2") => Ok(Self::Decoder(decoder::DecoderEncoder::load(
+                path, max_len, device,
+            )?)),
             Some(other) => bail!(
                 "{}: model_type '{other}' is not supported (bert, llama, qwen2)",
                 config_path.display()
@@ -107,30 +103,6 @@ impl TextEncoder {
             Self::Bert(e) => e.encode(texts, opts, on_batch),
             Self::Decoder(e) => e.encode(texts, opts, on_batch),
         }
-    }
-}
-
-/// The GGUF file a model path names: the path itself, or the only `*.gguf` of a folder that has
-/// no `config.json`.
-fn gguf_file(path: &Path) -> Result<Option<std::path::PathBuf>> {
-    let is_gguf = |p: &Path| {
-        p.extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
-    };
-    if path.is_file() {
-        return Ok(is_gguf(path).then(|| path.to_path_buf()));
-    }
-    if !path.is_dir() || path.join("config.json").exists() {
-        return Ok(None);
-    }
-    let found: Vec<_> = std::fs::read_dir(path)?
-        .filter_map(|e| e.ok().map(|e| e.path()))
-        .filter(|p| is_gguf(p))
-        .collect();
-    match found.len() {
-        0 => Ok(None),
-        1 => Ok(found.into_iter().next()),
-        n => bail!("{}: {n} GGUF files; name the one to use", path.display()),
     }
 }
 

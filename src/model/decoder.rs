@@ -12,10 +12,10 @@ use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
 use super::lora::{AdaptedLinear, LoraConfig};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `config.json` this decoder reads (Llama and Qwen2).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DecoderConfig {
     pub model_type: String,
     pub vocab_size: usize,
@@ -45,7 +45,7 @@ fn default_theta() -> f64 {
 }
 
 /// RoPE scaling as Hugging Face writes it (`rope_type` "default", "linear" or "llama3").
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RopeScaling {
     #[serde(alias = "type")]
     pub rope_type: String,

@@ -2,8 +2,10 @@
 //! The training loop and decoder models build on these.
 
 pub mod data;
+pub mod finetune;
 pub mod loss;
 pub mod step;
+pub mod trainer;
 
 use std::path::Path;
 

@@ -1,0 +1,177 @@
+//! `bftkit finetune`: load a pretrained decoder, build samples from a JSONL file, train LoRA
+//! adapters (default) or every weight with the chosen loss, and write the result.
+//!
+//! Output folder: `train_log.jsonl` (one [`StepLog`] per optimizer step), `finetune.json` (the
+//! settings and data summary), and either `adapter_model.safetensors` + `adapter_config.json`
+//! (PEFT layout) or, for full fine-tuning, `model.safetensors` + `config.json` +
+//! `tokenizer.json`. `merge` also writes `merged/`, a plain model folder with the adapters folded
+//! in that `bftkit embed` and any Hugging Face loader read directly.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::{Deserialize, Serialize};
+
+use super::data::{read_conversations, render, tokenize, ChatTemplate};
+use super::trainer::{train, StepLog, TrainConfig};
+use crate::model::lora::LoraConfig;
+use crate::model::{load_pretrained, Decoder};
+
+#[derive(Debug, Clone)]
+pub struct FinetuneOptions {
+    pub model: PathBuf,
+    pub data: PathBuf,
+    pub out: PathBuf,
+    pub template: ChatTemplate,
+    pub max_len: usize,
+    /// `None` = full fine-tuning.
+    pub lora: Option<LoraConfig>,
+    pub train: TrainConfig,
+    pub merge: bool,
+}
+
+/// What `bftkit finetune` did (written as `finetune.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinetuneReport {
+    pub bftkit_version: String,
+    pub model: String,
+    pub data: String,
+    pub template: ChatTemplate,
+    pub max_len: usize,
+    pub lora: Option<LoraConfig>,
+    pub train: TrainConfig,
+    pub samples: usize,
+    /// Samples cut at `max_len`, and those left with no response token (they add no loss).
+    pub truncated: usize,
+    pub without_response: usize,
+    pub steps: usize,
+    pub first_loss: f64,
+    pub last_loss: f64,
+}
+
+fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
+    let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
+    candle_core::safetensors::save(&map, path)
+        .with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Runs a fine-tuning job; `on_step` sees every step (progress bars).
+pub fn finetune(
+    opts: &FinetuneOptions,
+    mut on_step: impl FnMut(&StepLog, usize),
+) -> Result<FinetuneReport> {
+    let device = Device::Cpu;
+    if let Some(l) = &opts.lora {
+        l.check()?;
+    }
+    let pre = load_pretrained(&opts.model, &device)?;
+    let conversations = read_conversations(&opts.data)?;
+    let mut samples = Vec::with_capacity(conversations.len());
+    let (mut truncated, mut without_response) = (0, 0);
+    for (_, messages) in &conversations {
+        let pieces = render(opts.template, messages);
+        let full = tokenize(&pre.tokenizer, &pieces, usize::MAX)?;
+        let s = tokenize(&pre.tokenizer, &pieces, opts.max_len)?;
+        truncated += (full.tokens.len() > s.tokens.len()) as usize;
+        without_response += (!s.is_response.iter().skip(1).any(|&r| r)) as usize;
+        if s.tokens.len() >= 2 {
+            samples.push(s);
+        }
+    }
+    std::fs::create_dir_all(&opts.out)
+        .with_context(|| format!("{}: cannot create", opts.out.display()))?;
+    let varmap = VarMap::new();
+    let model = match &opts.lora {
+        Some(l) => Decoder::load_with_lora(
+            VarBuilder::from_tensors(pre.tensors.clone(), DType::F32, &device),
+            &pre.config,
+            Some((l, VarBuilder::from_varmap(&varmap, DType::F32, &device))),
+        )?,
+        None => {
+            let model = Decoder::load(
+                VarBuilder::from_varmap(&varmap, DType::F32, &device),
+                &pre.config,
+            )?;
+            for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
+                let Some(t) = pre.tensors.get(name) else {
+                    bail!("{}: no weight '{name}'", opts.model.display());
+                };
+                var.set(t)?;
+            }
+            model
+        }
+    };
+    let log_path = opts.out.join("train_log.jsonl");
+    let mut log = std::fs::File::create(&log_path)
+        .with_context(|| format!("{}: cannot write", log_path.display()))?;
+    let total_hint = samples
+        .len()
+        .div_ceil(opts.train.batch_size * opts.train.grad_accum)
+        * opts.train.epochs;
+    let total_hint = opts
+        .train
+        .max_steps
+        .map_or(total_hint, |m| m.min(total_hint));
+    let logs = train(&model, varmap.all_vars(), &samples, &opts.train, |s| {
+        writeln!(log, "{}", serde_json::to_string(s)?)?;
+        on_step(s, total_hint);
+        Ok(())
+    })?;
+    match &opts.lora {
+        Some(l) => {
+            varmap.save(opts.out.join("adapter_model.safetensors"))?;
+            let cfg = l.peft_json(&opts.model.display().to_string());
+            std::fs::write(
+                opts.out.join("adapter_config.json"),
+                serde_json::to_string_pretty(&cfg)?,
+            )?;
+        }
+        None => write_model_folder(&model, &pre.tokenizer, &opts.out)?,
+    }
+    if opts.merge {
+        write_model_folder(&model, &pre.tokenizer, &opts.out.join("merged"))?;
+    }
+    let report = FinetuneReport {
+        bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: opts.model.display().to_string(),
+        data: opts.data.display().to_string(),
+        template: opts.template,
+        max_len: opts.max_len,
+        lora: opts.lora.clone(),
+        train: opts.train.clone(),
+        samples: samples.len(),
+        truncated,
+        without_response,
+        steps: logs.len(),
+        first_loss: logs.first().map_or(f64::NAN, |l| l.loss),
+        last_loss: logs.last().map_or(f64::NAN, |l| l.loss),
+    };
+    std::fs::write(
+        opts.out.join("finetune.json"),
+        serde_json::to_string_pretty(&report)?,
+    )?;
+    Ok(report)
+}
+
+/// A plain Hugging Face model folder: config.json, model.safetensors (adapters merged),
+/// tokenizer.json.
+fn write_model_folder(
+    model: &Decoder,
+    tokenizer: &tokenizers::Tokenizer,
+    dir: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    std::fs::write(
+        dir.join("config.json"),
+        serde_json::to_string_pretty(&model.config)?,
+    )?;
+    save_tensors(&model.merged_tensors()?, &dir.join("model.safetensors"))?;
+    tokenizer
+        .save(dir.join("tokenizer.json"), true)
+        .map_err(|e| anyhow::anyhow!("{}: cannot save tokenizer ({e})", dir.display()))?;
+    Ok(())
+}

@@ -1,0 +1,137 @@
+//! End-to-end tests of `bftkit finetune` on a tiny decoder the test writes itself.
+
+use assert_cmd::Command;
+use predicates::str::contains;
+
+fn setup(kind: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    bftkit::fixtures::write_tiny_decoder(&dir.path().join("model"), kind).unwrap();
+    let lines: Vec<String> = [
+        ("the gene", "is a kinase"),
+        ("the protein", "is a receptor in the membrane"),
+        ("the factor", "is a transcription factor"),
+        ("the cell", "cycle and dna repair"),
+        ("the pathway", "signal binding"),
+        ("a gene", "tumor suppressor"),
+    ]
+    .iter()
+    .map(|(p, r)| serde_json::json!({"prompt": p, "response": r}).to_string())
+    .collect();
+    std::fs::write(dir.path().join("train.jsonl"), lines.join("\n") + "\n").unwrap();
+    dir
+}
+
+fn finetune(dir: &tempfile::TempDir, out: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+    Command::cargo_bin("bftkit")
+        .unwrap()
+        .current_dir(dir.path())
+        .args([
+            "finetune",
+            "--model",
+            "model",
+            "--data",
+            "train.jsonl",
+            "--out",
+            out,
+        ])
+        .args([
+            "--batch-size",
+            "2",
+            "--lr",
+            "0.02",
+            "--epochs",
+            "4",
+            "--seed",
+            "1",
+        ])
+        .args(extra)
+        .assert()
+}
+
+fn log(dir: &tempfile::TempDir, out: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(dir.path().join(out).join("train_log.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn lora_bft_run_logs_steps_saves_peft_adapters_and_a_merged_model() {
+    let dir = setup("qwen2");
+    finetune(
+        &dir,
+        "run",
+        &["--loss", "bft", "--window", "4", "--merge", "--lora-r", "4"],
+    )
+    .success()
+    .stdout(contains("12 steps on 6 samples"));
+    let steps = log(&dir, "run");
+    assert_eq!(steps.len(), 12);
+    // BFT's loss is weighted by p, so it rises as the model learns; check it is sane here and
+    // check learning on the plain cross-entropy below.
+    assert!(steps
+        .iter()
+        .all(|s| s["loss"].as_f64().unwrap().is_finite()));
+    let sw = steps[0]["mean_sample_weight"].as_f64().unwrap();
+    assert!(
+        sw > 0.0 && sw < 1.0,
+        "BFT sample weights lie in (0, 1): {sw}"
+    );
+    let cfg: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("run/adapter_config.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (cfg["peft_type"].as_str(), cfg["r"].as_u64()),
+        (Some("LORA"), Some(4))
+    );
+    let adapters = candle_core::safetensors::load(
+        dir.path().join("run/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(adapters.contains_key("base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"));
+    // The merged folder is a plain model that embed reads.
+    std::fs::write(
+        dir.path().join("texts.json"),
+        r#"{"TP53": "the tumor suppressor gene"}"#,
+    )
+    .unwrap();
+    Command::cargo_bin("bftkit")
+        .unwrap()
+        .current_dir(dir.path())
+        .args([
+            "embed",
+            "--texts",
+            "texts.json",
+            "--model",
+            "run/merged",
+            "--out",
+            "e.tsv",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("embedded 1 of 1 genes"));
+}
+
+#[test]
+fn full_finetuning_and_sft_work_and_bad_data_names_the_line() {
+    let dir = setup("llama");
+    finetune(&dir, "full", &["--full", "--loss", "sft"]).success();
+    let steps = log(&dir, "full");
+    assert_eq!(steps.len(), 12);
+    let mean = |s: &[serde_json::Value]| {
+        s.iter().map(|x| x["loss"].as_f64().unwrap()).sum::<f64>() / s.len() as f64
+    };
+    let (early, late) = (mean(&steps[..3]), mean(&steps[9..]));
+    assert!(late < 0.8 * early, "SFT loss {early} -> {late}");
+    finetune(&dir, "short", &["--full", "--max-steps", "3"]).success();
+    assert_eq!(log(&dir, "short").len(), 3);
+    assert!(dir.path().join("full/model.safetensors").is_file());
+    assert!(dir.path().join("full/config.json").is_file());
+    std::fs::write(dir.path().join("train.jsonl"), "{\"prompt\": \"x\"}\n").unwrap();
+    finetune(&dir, "bad", &[])
+        .failure()
+        .stderr(contains("train.jsonl:1"));
+}
