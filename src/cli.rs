@@ -37,7 +37,7 @@ enum Command {
     /// Fine-tune a Llama/Qwen2 decoder (HF folder or GGUF) with SFT, DFT or BFT; LoRA by default.
     Finetune(FinetuneArgs),
     /// Show how a loss variant weighs samples, from their gold-token probabilities (JSONL).
-    Loss(LossArgs),
+    Loss(LossCmdArgs),
     /// Write the built-in synthetic dataset (data folder + planted embeddings) to a folder.
     Fixtures {
         #[arg(long, default_value = "fixtures")]
@@ -141,11 +141,18 @@ struct EmbedArgs {
 }
 
 #[derive(Args, Debug)]
-struct LossArgs {
+struct LossCmdArgs {
     /// JSONL, one sample per line: {"probs": [...]} or {"logprobs": [...]}, all tokens valid;
     /// the whole file is one batch.
     #[arg(long)]
     probs: PathBuf,
+    #[command(flatten)]
+    loss: LossArgs,
+}
+
+/// The loss options `loss` and `finetune` share (SPEC §1).
+#[derive(Args, Debug)]
+struct LossArgs {
     #[arg(long, value_enum, default_value_t = LossVariant::Bft)]
     loss: LossVariant,
     #[arg(long, value_enum, default_value_t = BftMode::Official)]
@@ -156,6 +163,17 @@ struct LossArgs {
     /// Exponent on the official BFT group confidence.
     #[arg(long, default_value_t = 1.0)]
     gamma: f64,
+}
+
+impl LossArgs {
+    fn config(&self) -> LossConfig {
+        LossConfig {
+            variant: self.loss,
+            mode: self.bft_mode,
+            window: self.window,
+            gamma: self.gamma,
+        }
+    }
 }
 
 #[derive(Args, Debug)]
@@ -169,14 +187,8 @@ struct FinetuneArgs {
     /// Output folder (adapters or weights, train_log.jsonl, finetune.json).
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value_t = LossVariant::Bft)]
-    loss: LossVariant,
-    #[arg(long, value_enum, default_value_t = BftMode::Official)]
-    bft_mode: BftMode,
-    #[arg(long, default_value_t = 256)]
-    window: usize,
-    #[arg(long, default_value_t = 1.0)]
-    gamma: f64,
+    #[command(flatten)]
+    loss: LossArgs,
     /// Train every weight instead of LoRA adapters.
     #[arg(long)]
     full: bool,
@@ -223,12 +235,7 @@ pub fn main() -> Result<()> {
         Command::Embed(args) => embed(args),
         Command::Finetune(args) => finetune(args),
         Command::Loss(args) => {
-            let cfg = LossConfig {
-                variant: args.loss,
-                mode: args.bft_mode,
-                window: args.window,
-                gamma: args.gamma,
-            };
+            let cfg = args.loss.config();
             let samples = crate::train::read_token_probs(&args.probs)?;
             let report = crate::train::loss_report(&cfg, &samples)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
@@ -528,12 +535,7 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
         max_len: args.max_len,
         lora,
         train: TrainConfig {
-            loss: LossConfig {
-                variant: args.loss,
-                mode: args.bft_mode,
-                window: args.window,
-                gamma: args.gamma,
-            },
+            loss: args.loss.config(),
             lr: args.lr,
             warmup_ratio: args.warmup_ratio,
             epochs: args.epochs,
