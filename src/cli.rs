@@ -225,6 +225,12 @@ struct FinetuneArgs {
     /// Also write OUT/merged: a plain model folder with the adapters folded in.
     #[arg(long)]
     merge: bool,
+    /// Write OUT/checkpoint-STEP (weights, optimizer state, progress) every N steps.
+    #[arg(long, value_name = "N")]
+    save_every: Option<usize>,
+    /// Continue from the latest OUT/checkpoint-STEP (same options required).
+    #[arg(long)]
+    resume: bool,
 }
 
 pub fn main() -> Result<()> {
@@ -547,6 +553,8 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
             seed: args.seed,
         },
         merge: args.merge,
+        save_every: args.save_every,
+        resume: args.resume,
     };
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")

@@ -135,3 +135,78 @@ fn full_finetuning_and_sft_work_and_bad_data_names_the_line() {
         .failure()
         .stderr(contains("train.jsonl:1"));
 }
+
+#[test]
+fn resuming_from_a_checkpoint_continues_exactly() {
+    let dir = setup("llama");
+    // 6 samples, batches of 2, 4 epochs: 12 steps.
+    let opts = ["--save-every", "3", "--lora-r", "4"];
+    finetune(&dir, "a", &opts).success();
+    assert!(dir
+        .path()
+        .join("a/checkpoint-3/optimizer.safetensors")
+        .is_file());
+    assert!(dir
+        .path()
+        .join("a/checkpoint-12/weights.safetensors")
+        .is_file());
+    // A run interrupted after step 3: only its checkpoint and the log so far survive.
+    let b = dir.path().join("b");
+    std::fs::create_dir_all(b.join("checkpoint-3")).unwrap();
+    for f in ["weights.safetensors", "optimizer.safetensors", "state.json"] {
+        std::fs::copy(
+            dir.path().join("a/checkpoint-3").join(f),
+            b.join("checkpoint-3").join(f),
+        )
+        .unwrap();
+    }
+    let a_log = log(&dir, "a");
+    let head: Vec<String> = a_log[..3].iter().map(|v| v.to_string()).collect();
+    std::fs::write(b.join("train_log.jsonl"), head.join("\n") + "\n").unwrap();
+    finetune(&dir, "b", &[&opts[..], &["--resume"]].concat()).success();
+    let b_log = log(&dir, "b");
+    assert_eq!(b_log.len(), 12);
+    for (x, y) in a_log.iter().zip(&b_log) {
+        assert_eq!(x["step"], y["step"]);
+        let (lx, ly) = (x["loss"].as_f64().unwrap(), y["loss"].as_f64().unwrap());
+        assert!(
+            (lx - ly).abs() <= 1e-6 * lx.abs().max(1.0),
+            "step {}: {lx} vs {ly}",
+            x["step"]
+        );
+    }
+    let load = |p: &str| {
+        candle_core::safetensors::load(dir.path().join(p), &candle_core::Device::Cpu).unwrap()
+    };
+    let (wa, wb) = (
+        load("a/adapter_model.safetensors"),
+        load("b/adapter_model.safetensors"),
+    );
+    for (name, t) in &wa {
+        let d = (t - &wb[name])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(d < 1e-5, "{name}: {d}");
+    }
+    // Different settings are refused.
+    finetune(
+        &dir,
+        "b",
+        &[
+            "--save-every",
+            "3",
+            "--lora-r",
+            "4",
+            "--max-grad-norm",
+            "0.5",
+            "--resume",
+        ],
+    )
+    .failure()
+    .stderr(contains("different settings"));
+}

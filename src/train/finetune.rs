@@ -17,6 +17,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::data::{read_conversations, render, tokenize, ChatTemplate};
+use super::optim::AdamW;
 use super::trainer::{train, StepLog, TrainConfig};
 use crate::model::lora::LoraConfig;
 use crate::model::{load_pretrained, Decoder};
@@ -32,6 +33,59 @@ pub struct FinetuneOptions {
     pub lora: Option<LoraConfig>,
     pub train: TrainConfig,
     pub merge: bool,
+    /// Write `checkpoint-STEP/` every this many optimizer steps.
+    pub save_every: Option<usize>,
+    /// Continue from the latest `checkpoint-STEP/` in `out`.
+    pub resume: bool,
+}
+
+/// What a checkpoint folder's `state.json` holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CheckpointState {
+    step: usize,
+    train: TrainConfig,
+    lora: Option<LoraConfig>,
+    max_len: usize,
+}
+
+/// The `checkpoint-STEP` folder of `out` with the highest step.
+fn latest_checkpoint(out: &Path) -> Result<Option<PathBuf>> {
+    if !out.is_dir() {
+        return Ok(None);
+    }
+    let mut best: Option<(usize, PathBuf)> = None;
+    for e in std::fs::read_dir(out)? {
+        let p = e?.path();
+        let step = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_prefix("checkpoint-"))
+            .and_then(|s| s.parse::<usize>().ok());
+        if let Some(s) = step {
+            if p.join("state.json").is_file() && best.as_ref().is_none_or(|b| s > b.0) {
+                best = Some((s, p));
+            }
+        }
+    }
+    Ok(best.map(|b| b.1))
+}
+
+/// Writes a checkpoint atomically: into a temporary folder, renamed when complete.
+fn write_checkpoint(
+    out: &Path,
+    varmap: &VarMap,
+    opt: &AdamW,
+    state: &CheckpointState,
+) -> Result<()> {
+    let tmp = out.join(format!(".checkpoint-{}.tmp", state.step));
+    let _ = std::fs::remove_dir_all(&tmp);
+    std::fs::create_dir_all(&tmp)?;
+    varmap.save(tmp.join("weights.safetensors"))?;
+    opt.save(&tmp.join("optimizer.safetensors"))?;
+    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+    let dest = out.join(format!("checkpoint-{}", state.step));
+    let _ = std::fs::remove_dir_all(&dest);
+    std::fs::rename(&tmp, &dest).with_context(|| format!("{}: cannot write", dest.display()))
 }
 
 /// What `bftkit finetune` did (written as `finetune.json`).
@@ -105,9 +159,56 @@ pub fn finetune(
             model
         }
     };
+    let mut params: Vec<(String, candle_core::Var)> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
     let log_path = opts.out.join("train_log.jsonl");
+    let mut resume = None;
+    let mut kept_log = String::new();
+    if opts.resume {
+        let Some(ckpt) = latest_checkpoint(&opts.out)? else {
+            bail!(
+                "{}: no checkpoint-STEP folder to resume from",
+                opts.out.display()
+            );
+        };
+        let state: CheckpointState =
+            serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json"))?)
+                .with_context(|| format!("{}: invalid state.json", ckpt.display()))?;
+        let same = serde_json::to_value(&state.train)? == serde_json::to_value(&opts.train)?
+            && state.lora == opts.lora
+            && state.max_len == opts.max_len;
+        if !same {
+            bail!(
+                "{}: saved with different settings; resume with the same options",
+                ckpt.display()
+            );
+        }
+        // A VarMap clone shares its variables; `load` needs `&mut` only to fill them.
+        let mut shared = varmap.clone();
+        shared.load(ckpt.join("weights.safetensors"))?;
+        let mut opt = AdamW::new(params.clone(), opts.train.weight_decay)?;
+        opt.load(&ckpt.join("optimizer.safetensors"))?;
+        // Keep the log of the steps the checkpoint includes.
+        if let Ok(text) = std::fs::read_to_string(&log_path) {
+            for line in text.lines() {
+                let s: StepLog = serde_json::from_str(line)?;
+                if s.step <= state.step {
+                    kept_log.push_str(line);
+                    kept_log.push('\n');
+                }
+            }
+        }
+        resume = Some(opt);
+    }
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("{}: cannot write", log_path.display()))?;
+    log.write_all(kept_log.as_bytes())?;
     let total_hint = samples
         .len()
         .div_ceil(opts.train.batch_size * opts.train.grad_accum)
@@ -116,8 +217,17 @@ pub fn finetune(
         .train
         .max_steps
         .map_or(total_hint, |m| m.min(total_hint));
-    let logs = train(&model, varmap.all_vars(), &samples, &opts.train, |s| {
+    let logs = train(&model, params, &samples, &opts.train, resume, |s, opt| {
         writeln!(log, "{}", serde_json::to_string(s)?)?;
+        if opts.save_every.is_some_and(|n| n > 0 && s.step % n == 0) {
+            let state = CheckpointState {
+                step: s.step,
+                train: opts.train.clone(),
+                lora: opts.lora.clone(),
+                max_len: opts.max_len,
+            };
+            write_checkpoint(&opts.out, &varmap, opt, &state)?;
+        }
         on_step(s, total_hint);
         Ok(())
     })?;

@@ -4,6 +4,7 @@
 pub mod data;
 pub mod finetune;
 pub mod loss;
+pub mod optim;
 pub mod step;
 pub mod trainer;
 

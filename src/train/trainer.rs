@@ -8,11 +8,11 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 use candle_core::backprop::GradStore;
 use candle_core::Var;
-use candle_nn::Optimizer;
 use serde::{Deserialize, Serialize};
 
 use super::data::length_bucketed_batches;
 use super::loss::LossConfig;
+use super::optim::AdamW;
 use super::step::{weighted_loss, Sample};
 use crate::model::Decoder;
 
@@ -57,14 +57,19 @@ pub fn lr_at(step: usize, total: usize, warmup: usize, lr: f64) -> f64 {
     lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
-/// Trains `vars` (the LoRA adapters, or every weight) of `model` on `samples`.
+/// Trains the named `params` (the LoRA adapters, or every weight) of `model` on `samples`.
+/// `resume` carries an optimizer restored from a checkpoint: the `opt.t` optimizer steps it has
+/// taken are skipped in the same seeded data order, so training continues exactly. `on_step`
+/// sees each step's log and the optimizer (to write checkpoints).
 pub fn train(
     model: &Decoder,
-    vars: Vec<Var>,
+    params: Vec<(String, Var)>,
     samples: &[Sample],
     cfg: &TrainConfig,
-    mut on_step: impl FnMut(&StepLog) -> Result<()>,
+    resume: Option<AdamW>,
+    mut on_step: impl FnMut(&StepLog, &AdamW) -> Result<()>,
 ) -> Result<Vec<StepLog>> {
+    let vars: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
     cfg.loss.check()?;
     if cfg.batch_size == 0 || cfg.grad_accum == 0 || cfg.epochs == 0 {
         bail!("batch size, gradient accumulation and epochs must be at least 1");
@@ -82,22 +87,23 @@ pub fn train(
         .min(per_epoch * cfg.epochs)
         .max(1);
     let warmup = (cfg.warmup_ratio * total as f64).round() as usize;
-    let mut opt = candle_nn::AdamW::new(
-        vars.clone(),
-        candle_nn::ParamsAdamW {
-            lr: cfg.lr,
-            weight_decay: cfg.weight_decay,
-            ..Default::default()
-        },
-    )?;
+    let mut opt = match resume {
+        Some(opt) => opt,
+        None => AdamW::new(params, cfg.weight_decay)?,
+    };
     let mut logs = Vec::new();
     let mut step = 0;
+    let done = opt.t;
     'epochs: for epoch in 0..cfg.epochs {
         // A different, seeded order each epoch.
         let batches = length_bucketed_batches(&lengths, cfg.batch_size, cfg.seed + epoch as u64);
         for group in batches.chunks(cfg.grad_accum) {
             if step >= total {
                 break 'epochs;
+            }
+            if step < done {
+                step += 1;
+                continue;
             }
             let start = Instant::now();
             let mut grads: Option<GradStore> = None;
@@ -153,8 +159,7 @@ pub fn train(
                 }
             }
             let lr = lr_at(step, total, warmup, cfg.lr);
-            opt.set_learning_rate(lr);
-            opt.step(&grads)?;
+            opt.step(&grads, lr)?;
             let log = StepLog {
                 step: step + 1,
                 epoch: epoch + 1,
@@ -166,7 +171,7 @@ pub fn train(
                 tokens,
                 tokens_per_s: tokens as f64 / start.elapsed().as_secs_f64(),
             };
-            on_step(&log)?;
+            on_step(&log, &opt)?;
             logs.push(log);
             step += 1;
         }
