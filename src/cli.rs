@@ -36,6 +36,9 @@ enum Command {
     Embed(EmbedArgs),
     /// Fine-tune a Llama/Qwen2 decoder (HF folder or GGUF) with SFT, DFT or BFT; LoRA by default.
     Finetune(FinetuneArgs),
+    /// Show how a loss variant weighs a dataset under a model's own probabilities, and which
+    /// samples BFT emphasises most.
+    Weights(WeightsArgs),
     /// Show how a loss variant weighs samples, from their gold-token probabilities (JSONL).
     Loss(LossCmdArgs),
     /// Write the built-in synthetic dataset (data folder + planted embeddings) to a folder.
@@ -233,6 +236,30 @@ struct FinetuneArgs {
     resume: bool,
 }
 
+#[derive(Args, Debug)]
+struct WeightsArgs {
+    /// Model: a Hugging Face folder or a GGUF file (or a folder holding one).
+    #[arg(long)]
+    model: PathBuf,
+    /// JSONL conversations, as for finetune.
+    #[arg(long)]
+    data: PathBuf,
+    #[command(flatten)]
+    loss: LossArgs,
+    #[arg(long, value_enum, default_value_t = ChatTemplate::Chatml)]
+    template: ChatTemplate,
+    #[arg(long, default_value_t = 512)]
+    max_len: usize,
+    #[arg(long, default_value_t = 4)]
+    batch_size: usize,
+    /// How many of the most emphasised samples to list.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    /// Write every sample's weights as JSON.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
 pub fn main() -> Result<()> {
     let cli = Cli::parse();
     match cli.command {
@@ -240,6 +267,37 @@ pub fn main() -> Result<()> {
         Command::Probe(args) => probe(args),
         Command::Embed(args) => embed(args),
         Command::Finetune(args) => finetune(args),
+        Command::Weights(args) => {
+            let report = crate::train::dataset_weights(
+                &args.model,
+                &args.data,
+                args.template,
+                args.max_len,
+                args.batch_size,
+                &args.loss.config(),
+            )?;
+            let mut order: Vec<&crate::train::SampleReport> = report.samples.iter().collect();
+            order.sort_by(|a, b| b.sample_weight.total_cmp(&a.sample_weight));
+            println!(
+                "{} samples, mean loss {:.4}; most emphasised (highest sample weight s_b):",
+                report.batch_size, report.batch_loss
+            );
+            println!(
+                "{:>6} {:>6} {:>8} {:>8} {:>8}",
+                "line", "N", "p_conf", "s_b", "mean w"
+            );
+            for s in order.iter().take(args.top) {
+                println!(
+                    "{:>6} {:>6} {:>8.4} {:>8.4} {:>8.4}",
+                    s.line, s.n, s.p_conf, s.sample_weight, s.mean_token_weight
+                );
+            }
+            if let Some(out) = &args.out {
+                std::fs::write(out, serde_json::to_string_pretty(&report)?)
+                    .with_context(|| format!("{}: cannot write", out.display()))?;
+            }
+            Ok(())
+        }
         Command::Loss(args) => {
             let cfg = args.loss.config();
             let samples = crate::train::read_token_probs(&args.probs)?;

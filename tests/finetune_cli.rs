@@ -210,3 +210,37 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     .failure()
     .stderr(contains("different settings"));
 }
+
+#[test]
+fn weights_lists_the_samples_bft_emphasises() {
+    let dir = setup("qwen2");
+    let out = Command::cargo_bin("bftkit")
+        .unwrap()
+        .current_dir(dir.path())
+        .args([
+            "weights",
+            "--model",
+            "model",
+            "--data",
+            "train.jsonl",
+            "--window",
+            "4",
+        ])
+        .args(["--top", "3", "--out", "w.json"])
+        .assert()
+        .success()
+        .stdout(contains("6 samples"))
+        .get_output()
+        .stdout
+        .clone();
+    let text = String::from_utf8(out).unwrap();
+    assert_eq!(text.lines().count(), 2 + 3, "{text}");
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.path().join("w.json")).unwrap()).unwrap();
+    let samples = v["samples"].as_array().unwrap();
+    assert_eq!(samples.len(), 6);
+    assert!(samples.iter().all(|s| {
+        let w = s["sample_weight"].as_f64().unwrap();
+        s["n"].as_u64().unwrap() > 0 && w > 0.0 && w < 1.0
+    }));
+}

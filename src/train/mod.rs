@@ -113,3 +113,35 @@ pub fn loss_report(cfg: &LossConfig, samples: &[(usize, Vec<f64>)]) -> Result<Lo
         samples,
     })
 }
+
+/// `bftkit weights`: how a loss variant weighs a dataset under the model's own probabilities.
+/// The whole dataset is treated as one batch for the reported mean loss.
+pub fn dataset_weights(
+    model_path: &Path,
+    data: &Path,
+    template: data::ChatTemplate,
+    max_len: usize,
+    batch_size: usize,
+    cfg: &LossConfig,
+) -> Result<LossReport> {
+    use candle_core::{DType, Device};
+    cfg.check()?;
+    if batch_size == 0 {
+        bail!("batch size must be at least 1");
+    }
+    let device = Device::Cpu;
+    let pre = crate::model::load_pretrained(model_path, &device)?;
+    let vb = candle_nn::VarBuilder::from_tensors(pre.tensors, DType::F32, &device);
+    let model = crate::model::Decoder::load(vb, &pre.config)?;
+    let conversations = data::read_conversations(data)?;
+    let mut rows = Vec::with_capacity(conversations.len());
+    for chunk in conversations.chunks(batch_size) {
+        let samples = chunk
+            .iter()
+            .map(|(_, m)| data::tokenize(&pre.tokenizer, &data::render(template, m), max_len))
+            .collect::<Result<Vec<_>>>()?;
+        let logprobs = step::response_logprobs(&model, &samples)?;
+        rows.extend(chunk.iter().map(|(line, _)| *line).zip(logprobs));
+    }
+    loss_report(cfg, &rows)
+}

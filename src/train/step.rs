@@ -27,10 +27,9 @@ pub struct StepLoss {
     pub tokens: usize,
 }
 
-/// Computes `L = (1/B) Σ_b s_b Σ_t w[b,t] l[b,t] / (N_b + ε)` for `samples` (right-padded into one
-/// batch). Position t predicts token t+1, which counts when it is a response token.
-pub fn weighted_loss(model: &Decoder, samples: &[Sample], cfg: &LossConfig) -> Result<StepLoss> {
-    cfg.check()?;
+/// Teacher-forced gold-token log-probabilities of a right-padded batch: the (b, t) tensor (on the
+/// graph) and, per sample, the positions whose target is a response token.
+fn gold_logprobs(model: &Decoder, samples: &[Sample]) -> Result<(Tensor, Vec<Vec<usize>>)> {
     if samples.is_empty() {
         bail!("empty batch");
     }
@@ -45,36 +44,57 @@ pub fn weighted_loss(model: &Decoder, samples: &[Sample], cfg: &LossConfig) -> R
         .map(|s| s.tokens.len() - 1)
         .max()
         .expect("non-empty");
-    let (mut input, mut target, mut valid) =
-        (vec![0u32; b * t], vec![0u32; b * t], vec![false; b * t]);
+    let (mut input, mut target) = (vec![0u32; b * t], vec![0u32; b * t]);
+    let mut positions = Vec::with_capacity(b);
     for (r, s) in samples.iter().enumerate() {
         let n = s.tokens.len() - 1;
         input[r * t..r * t + n].copy_from_slice(&s.tokens[..n]);
         target[r * t..r * t + n].copy_from_slice(&s.tokens[1..]);
-        valid[r * t..r * t + n].copy_from_slice(&s.is_response[1..]);
+        positions.push((0..n).filter(|&j| s.is_response[j + 1]).collect());
     }
     let device = model.device();
     let input = Tensor::from_vec(input, (b, t), device)?;
     let target = Tensor::from_vec(target, (b, t, 1), device)?;
     let logits = model.logits(&model.forward_hidden(&input)?)?; // (b, t, v)
     let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
-    let gold = logp.gather(&target, D::Minus1)?.squeeze(D::Minus1)?; // (b, t)
-                                                                     // Detached copy for the weights.
+    Ok((
+        logp.gather(&target, D::Minus1)?.squeeze(D::Minus1)?,
+        positions,
+    )) // (b, t)
+}
+
+/// The model's log-probabilities of each sample's response tokens (no gradient needed).
+pub fn response_logprobs(model: &Decoder, samples: &[Sample]) -> Result<Vec<Vec<f64>>> {
+    let (gold, positions) = gold_logprobs(model, samples)?;
+    let values: Vec<Vec<f32>> = gold.detach().to_vec2()?;
+    Ok(positions
+        .iter()
+        .zip(&values)
+        .map(|(pos, row)| pos.iter().map(|&j| row[j] as f64).collect())
+        .collect())
+}
+
+/// Computes `L = (1/B) Σ_b s_b Σ_t w[b,t] l[b,t] / (N_b + ε)` for `samples` (right-padded into one
+/// batch). Position t predicts token t+1, which counts when it is a response token.
+pub fn weighted_loss(model: &Decoder, samples: &[Sample], cfg: &LossConfig) -> Result<StepLoss> {
+    cfg.check()?;
+    let (gold, positions) = gold_logprobs(model, samples)?;
+    let (b, t) = gold.dims2()?;
+    // Detached copy for the weights.
     let values: Vec<Vec<f32>> = gold.detach().to_vec2()?;
     let mut factors = vec![0f32; b * t];
     let mut weights = Vec::with_capacity(b);
     let mut tokens = 0;
-    for r in 0..b {
-        let positions: Vec<usize> = (0..t).filter(|&j| valid[r * t + j]).collect();
-        let lp: Vec<f64> = positions.iter().map(|&j| values[r][j] as f64).collect();
+    for (r, pos) in positions.iter().enumerate() {
+        let lp: Vec<f64> = pos.iter().map(|&j| values[r][j] as f64).collect();
         let w = sample_weights(cfg, &lp);
-        for (&j, f) in positions.iter().zip(w.token_factors(b)) {
+        for (&j, f) in pos.iter().zip(w.token_factors(b)) {
             factors[r * t + j] = f as f32;
         }
-        tokens += positions.len();
+        tokens += pos.len();
         weights.push(w);
     }
-    let factors = Tensor::from_vec(factors, (b, t), device)?;
+    let factors = Tensor::from_vec(factors, (b, t), gold.device())?;
     let loss = (gold * factors)?.sum_all()?.neg()?;
     Ok(StepLoss {
         loss,
