@@ -193,26 +193,39 @@ pub fn run_probe(
             }
             anyhow::bail!("task '{}': {reason}", task.name);
         }
+        // Sets keyed by the same gene ids (the random baseline and its source) share one
+        // dataset: resolution and folds depend only on the ids, so the task files are read once.
+        let mut built: Vec<(usize, dataset::ProbeDataset)> = Vec::new();
         for (k, set) in sets.iter().enumerate() {
-            let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
-            let ds = match dataset::build(task, &opts.data_dir, &resolver, opts.folds, opts.seed) {
-                Ok(ds) => ds,
-                Err(e) if opts.skip_unavailable && e.is::<dataset::TooFewExamples>() => {
-                    skipped.push(SkippedTask {
-                        task: task.name.clone(),
-                        reason: format!("on '{}': {e}", set.name),
-                    });
-                    continue;
+            let same_ids = built
+                .iter()
+                .position(|(j, _)| sets[*j].embeddings.ids == set.embeddings.ids);
+            let idx = match same_ids {
+                Some(i) => i,
+                None => {
+                    let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
+                    match dataset::build(task, &opts.data_dir, &resolver, opts.folds, opts.seed) {
+                        Ok(ds) => built.push((k, ds)),
+                        Err(e) if opts.skip_unavailable && e.is::<dataset::TooFewExamples>() => {
+                            skipped.push(SkippedTask {
+                                task: task.name.clone(),
+                                reason: format!("on '{}': {e}", set.name),
+                            });
+                            continue;
+                        }
+                        Err(e) => return Err(e.context(format!("task '{}'", task.name))),
+                    }
+                    built.len() - 1
                 }
-                Err(e) => return Err(e.context(format!("task '{}'", task.name))),
             };
+            let ds = &built[idx].1;
             if let (0, Some(dir)) = (k, &opts.export_folds) {
                 std::fs::create_dir_all(dir)
                     .with_context(|| format!("{}: cannot create", dir.display()))?;
                 ds.write_tsv(&dir.join(format!("{}.tsv", task.name)))?;
             }
             let scores = probe::run(
-                &ds,
+                ds,
                 &set.embeddings,
                 opts.pair_feature,
                 &opts.model,
@@ -238,7 +251,7 @@ pub fn run_probe(
                 embedding_set: set.name.clone(),
                 n_positive,
                 n_negative: ds.labels.len() - n_positive,
-                coverage: ds.coverage,
+                coverage: ds.coverage.clone(),
                 scores,
                 references: task.reference.clone(),
             });
