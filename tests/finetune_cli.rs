@@ -183,14 +183,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
         load("b/adapter_model.safetensors"),
     );
     for (name, t) in &wa {
-        let d = (t - &wb[name])
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let d = bftkit::model::max_abs_diff(t, &wb[name]).unwrap();
         assert!(d < 1e-5, "{name}: {d}");
     }
     // Different settings are refused.

@@ -425,14 +425,7 @@ mod tests {
         let mut reference = candle_transformers::models::qwen2::Model::new(&ref_cfg, vb).unwrap();
         let want = reference.forward(&ids(), 0, None).unwrap();
         let got = dec.forward_hidden(&ids()).unwrap();
-        let diff = (want - got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::model::max_abs_diff(&want, &got).unwrap();
         assert!(diff < 1e-4, "max |diff| {diff}");
     }
 
@@ -461,14 +454,7 @@ mod tests {
         let want = reference.forward(&ids(), 0, &mut cache).unwrap(); // (b, vocab), last position
         let logits = dec.logits(&dec.forward_hidden(&ids()).unwrap()).unwrap();
         let got = logits.narrow(1, 5, 1).unwrap().squeeze(1).unwrap();
-        let diff = (want - got)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::model::max_abs_diff(&want, &got).unwrap();
         assert!(diff < 1e-4, "max |diff| {diff}");
     }
 
@@ -510,14 +496,7 @@ mod tests {
             .unwrap()
             .narrow(1, 0, 3)
             .unwrap();
-        let diff = (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap();
+        let diff = crate::model::max_abs_diff(&a, &b).unwrap();
         assert!(diff < 1e-5, "{diff}");
     }
 

@@ -286,8 +286,7 @@ mod tests {
                 "{kind}"
             );
             let (a, b) = (logits(&cfg, hf), logits(&g.config, g.tensors));
-            let diff = (a - b).unwrap().abs().unwrap().max_all().unwrap();
-            let diff = diff.to_scalar::<f32>().unwrap();
+            let diff = crate::model::max_abs_diff(&a, &b).unwrap();
             assert!(diff < 1e-5, "{kind}: max |diff| {diff}");
         }
     }

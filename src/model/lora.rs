@@ -144,14 +144,7 @@ mod tests {
     use candle_nn::{Optimizer, VarMap};
 
     fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
-        (a - b)
-            .unwrap()
-            .abs()
-            .unwrap()
-            .max_all()
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
+        crate::model::max_abs_diff(a, b).unwrap()
     }
 
     #[test]

@@ -14,6 +14,15 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use tokenizers::Tokenizer;
 
+/// Largest absolute element-wise difference of two same-shaped tensors (parity checks).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+    (a - b)?
+        .abs()?
+        .max_all()?
+        .to_dtype(candle_core::DType::F32)?
+        .to_scalar::<f32>()
+}
+
 /// A pretrained decoder as read from disk, before it becomes a [`Decoder`].
 pub struct Pretrained {
     pub config: DecoderConfig,

@@ -128,32 +128,22 @@ mod tests {
             },
         )
         .unwrap();
+        // loss = Σ w³, a non-constant gradient.
+        let grads = |w: &Var| {
+            w.as_tensor()
+                .powf(3.0)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap()
+        };
         for _ in 0..3 {
-            // loss = Σ w³, a non-constant gradient.
-            let ga = ours
-                .as_tensor()
-                .powf(3.0)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            a.step(&ga, 0.1).unwrap();
-            let gb = theirs
-                .as_tensor()
-                .powf(3.0)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            b.step(&gb).unwrap();
+            a.step(&grads(&ours), 0.1).unwrap();
+            b.step(&grads(&theirs)).unwrap();
         }
-        let diff = (ours.as_tensor() - theirs.as_tensor())
-            .unwrap()
-            .abs()
-            .unwrap();
-        assert!(diff.max_all().unwrap().to_scalar::<f32>().unwrap() < 1e-6);
+        let diff = crate::model::max_abs_diff(ours.as_tensor(), theirs.as_tensor()).unwrap();
+        assert!(diff < 1e-6, "{diff}");
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("opt.safetensors");
         a.save(&path).unwrap();
