@@ -36,6 +36,10 @@ enum Command {
     Embed(EmbedArgs),
     /// Fine-tune a Llama/Qwen2 decoder (HF folder or GGUF) with SFT, DFT or BFT; LoRA by default.
     Finetune(FinetuneArgs),
+    /// Have a (fine-tuned) decoder write a profile for each gene (greedy, KV cache, batched).
+    Describe(DescribeArgs),
+    /// Build gene-profile SFT data (train.jsonl, test.jsonl) from gene texts, split by gene.
+    SftData(SftDataArgs),
     /// Show how a loss variant weighs a dataset under a model's own probabilities, and which
     /// samples BFT emphasises most.
     Weights(WeightsArgs),
@@ -199,6 +203,9 @@ struct FinetuneArgs {
     lora_r: usize,
     #[arg(long, default_value_t = 32.0)]
     lora_alpha: f64,
+    /// Dropout on the adapters' inputs during training (seeded).
+    #[arg(long, default_value_t = 0.0)]
+    lora_dropout: f64,
     /// Comma-separated modules to adapt [default: all seven linear layers].
     #[arg(long, value_delimiter = ',')]
     lora_targets: Vec<String>,
@@ -234,6 +241,66 @@ struct FinetuneArgs {
     /// Continue from the latest OUT/checkpoint-STEP (same options required).
     #[arg(long)]
     resume: bool,
+    /// Held-out JSONL conversations: their mean response-token loss (plain cross-entropy, the
+    /// same yardstick for every variant) goes to OUT/eval_log.jsonl.
+    #[arg(long)]
+    eval_data: Option<PathBuf>,
+    /// Evaluate on --eval-data before training and every N optimizer steps.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    eval_every: usize,
+}
+
+#[derive(Args, Debug)]
+struct DescribeArgs {
+    /// Genes, one per line (`#` comments allowed).
+    genes: PathBuf,
+    /// Base model: a Hugging Face folder or a GGUF file (or a folder holding one).
+    #[arg(long)]
+    model: PathBuf,
+    /// A `bftkit finetune` output folder with LoRA adapters (adapter_config.json +
+    /// adapter_model.safetensors) to apply.
+    #[arg(long)]
+    adapter: Option<PathBuf>,
+    /// Profiles as TSV (`symbol`, `profile`): what `bftkit embed --texts` reads by default.
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, value_enum, default_value_t = ChatTemplate::Chatml)]
+    template: ChatTemplate,
+    #[arg(long, default_value_t = 256)]
+    max_new_tokens: usize,
+    #[arg(long, default_value_t = 8)]
+    batch_size: usize,
+    /// System prompt [default: SPEC §1's].
+    #[arg(long)]
+    system: Option<String>,
+    /// User prompt; `{gene}` becomes the symbol [default: "tell me about gene {gene}."].
+    #[arg(long)]
+    prompt: Option<String>,
+}
+
+#[derive(Args, Debug)]
+struct SftDataArgs {
+    /// Gene texts: a JSON object {gene: text} or a TSV/CSV with a header.
+    #[arg(long)]
+    texts: PathBuf,
+    #[arg(long, default_value = "symbol")]
+    id_col: String,
+    #[arg(long, default_value = "profile")]
+    text_col: String,
+    /// Output folder: train.jsonl, test.jsonl, train_genes.txt, test_genes.txt, split.json.
+    #[arg(long)]
+    out: PathBuf,
+    /// Fraction of genes held out for testing.
+    #[arg(long, default_value_t = 0.1)]
+    test_fraction: f64,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// System prompt [default: SPEC §1's].
+    #[arg(long)]
+    system: Option<String>,
+    /// User prompt; `{gene}` becomes the symbol.
+    #[arg(long)]
+    prompt: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -298,6 +365,8 @@ pub fn main() -> Result<()> {
             }
             Ok(())
         }
+        Command::Describe(args) => describe(args),
+        Command::SftData(args) => sft_data(args),
         Command::Loss(args) => {
             let cfg = args.loss.config();
             let samples = crate::train::read_token_probs(&args.probs)?;
@@ -584,7 +653,7 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
     let lora = (!args.full).then(|| LoraConfig {
         r: args.lora_r,
         lora_alpha: args.lora_alpha,
-        lora_dropout: 0.0,
+        lora_dropout: args.lora_dropout,
         target_modules: if args.lora_targets.is_empty() {
             ALL_LINEAR.iter().map(|s| s.to_string()).collect()
         } else {
@@ -613,6 +682,8 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
         merge: args.merge,
         save_every: args.save_every,
         resume: args.resume,
+        eval_data: args.eval_data,
+        eval_every: args.eval_every,
     };
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
@@ -637,5 +708,92 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
         report.last_loss
     );
     println!("wrote {}", args.out.display());
+    Ok(())
+}
+
+fn describe(args: DescribeArgs) -> Result<()> {
+    use crate::model::generate::{self, DescribeOptions};
+    let genes = embed::texts::read_gene_list(&args.genes)?;
+    let opts = DescribeOptions {
+        model: args.model,
+        adapter: args.adapter,
+        template: args.template,
+        system: args
+            .system
+            .unwrap_or_else(|| generate::PROFILE_SYSTEM.to_string()),
+        user: args
+            .prompt
+            .unwrap_or_else(|| generate::PROFILE_USER.to_string()),
+        max_new_tokens: args.max_new_tokens,
+        batch_size: args.batch_size,
+    };
+    let bar = indicatif::ProgressBar::new(genes.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} genes  {elapsed}")
+            .expect("valid template"),
+    );
+    let (profiles, report) = generate::describe(&genes, &opts, |done| bar.set_position(done as u64))?;
+    bar.finish_and_clear();
+    generate::write_profiles(&args.out, &profiles)?;
+    let report_path = PathBuf::from(format!("{}.describe.json", args.out.display()));
+    std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("{}: cannot write", report_path.display()))?;
+    println!(
+        "{} profiles ({} ended at end of turn, {} cut at {} tokens), {} tokens in {:.1} s \
+         ({:.1} tokens/s)",
+        report.genes,
+        report.stopped,
+        report.cut_at_limit,
+        report.max_new_tokens,
+        report.generated_tokens,
+        report.seconds,
+        report.tokens_per_s
+    );
+    println!("wrote {} and {}", args.out.display(), report_path.display());
+    Ok(())
+}
+
+fn sft_data(args: SftDataArgs) -> Result<()> {
+    use crate::model::generate;
+    use crate::train::data::{split_genes, write_profile_conversations};
+    let texts = embed::texts::GeneTexts::read(&args.texts, &args.id_col, &args.text_col)?;
+    let split = split_genes(texts.genes(), args.test_fraction, args.seed)?;
+    let system = args
+        .system
+        .unwrap_or_else(|| generate::PROFILE_SYSTEM.to_string());
+    let user = args
+        .prompt
+        .unwrap_or_else(|| generate::PROFILE_USER.to_string());
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("{}: cannot create", args.out.display()))?;
+    let text = |g: &str| texts.get(g).map(str::to_string);
+    for (name, genes) in [("train", &split.train), ("test", &split.test)] {
+        write_profile_conversations(
+            &args.out.join(format!("{name}.jsonl")),
+            genes,
+            text,
+            &system,
+            &user,
+        )?;
+        let list = args.out.join(format!("{name}_genes.txt"));
+        std::fs::write(&list, genes.join("\n") + "\n")
+            .with_context(|| format!("{}: cannot write", list.display()))?;
+    }
+    let summary = serde_json::json!({
+        "bftkit_version": env!("CARGO_PKG_VERSION"), "texts": args.texts.display().to_string(),
+        "seed": args.seed, "test_fraction": args.test_fraction,
+        "train_genes": split.train.len(), "test_genes": split.test.len(),
+        "system": system, "user": user,
+    });
+    std::fs::write(
+        args.out.join("split.json"),
+        serde_json::to_string_pretty(&summary)?,
+    )?;
+    println!(
+        "{} train and {} test genes (seed {}) in {}",
+        split.train.len(),
+        split.test.len(),
+        args.seed,
+        args.out.display()
+    );
     Ok(())
 }

@@ -369,7 +369,8 @@ pub fn write_tiny_decoder(dir: &Path, model_type: &str) -> Result<()> {
     use candle_nn::{VarBuilder, VarMap};
     std::fs::create_dir_all(dir)?;
     let config = serde_json::json!({
-        "model_type": model_type, "vocab_size": 5 + TINY_WORDS.len(), "hidden_size": 16,
+        "model_type": model_type, "vocab_size": 5 + TINY_WORDS.len() + CHAT_TOKENS.len(),
+        "hidden_size": 16,
         "intermediate_size": 24, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "rms_norm_eps": 1e-6, "rope_theta": 10000.0,
         "max_position_embeddings": 64, "tie_word_embeddings": model_type == "qwen2"
@@ -385,8 +386,23 @@ pub fn write_tiny_decoder(dir: &Path, model_type: &str) -> Result<()> {
         &cfg,
     )?;
     write_seeded_weights(&varmap, &dir.join("model.safetensors"), SEED + 2)?;
-    write_tiny_tokenizer(dir)
+    write_tiny_tokenizer(dir)?;
+    // Chat-template markers as single special tokens, as in real chat models.
+    let path = dir.join("tokenizer.json");
+    let mut tok = tokenizers::Tokenizer::from_file(&path)
+        .map_err(|e| anyhow::anyhow!("cannot read tokenizer: {e}"))?;
+    let added: Vec<tokenizers::AddedToken> = CHAT_TOKENS
+        .iter()
+        .map(|t| tokenizers::AddedToken::from(*t, true))
+        .collect();
+    tok.add_special_tokens(&added);
+    tok.save(&path, true)
+        .map_err(|e| anyhow::anyhow!("cannot save tokenizer: {e}"))?;
+    Ok(())
 }
+
+/// ChatML's markers, added to the tiny decoder's tokenizer after the WordPiece vocabulary.
+const CHAT_TOKENS: [&str; 3] = ["<|im_start|>", "<|im_end|>", "<|endoftext|>"];
 
 /// Converts the tiny decoder in `dir` (see [`write_tiny_decoder`]) to a GGUF file as llama.cpp
 /// would: llama.cpp tensor names, Llama q/k rows permuted, f32 tensors, and a small byte-level

@@ -34,16 +34,12 @@ fn finetune(dir: &tempfile::TempDir, out: &str, extra: &[&str]) -> assert_cmd::a
             "--out",
             out,
         ])
-        .args([
-            "--batch-size",
-            "2",
-            "--lr",
-            "0.02",
-            "--epochs",
-            "4",
-            "--seed",
-            "1",
-        ])
+        .args(["--batch-size", "2", "--lr", "0.02", "--epochs", "4"])
+        .args(if extra.contains(&"--seed") {
+            &[][..]
+        } else {
+            &["--seed", "1"][..]
+        })
         .args(extra)
         .assert()
 }
@@ -139,9 +135,21 @@ fn full_finetuning_and_sft_work_and_bad_data_names_the_line() {
 #[test]
 fn resuming_from_a_checkpoint_continues_exactly() {
     let dir = setup("llama");
-    // 6 samples, batches of 2, 4 epochs: 12 steps.
-    let opts = ["--save-every", "3", "--lora-r", "4"];
+    // 6 samples, batches of 2, 4 epochs: 12 steps; seeded adapter dropout.
+    let opts = ["--save-every", "3", "--lora-r", "4", "--lora-dropout", "0.1"];
     finetune(&dir, "a", &opts).success();
+    // The same seed gives the same run, bit for bit (adapter init and dropout are seeded).
+    finetune(&dir, "c", &opts).success();
+    let bytes = |p: &str| std::fs::read(dir.path().join(p)).unwrap();
+    assert!(
+        bytes("a/adapter_model.safetensors") == bytes("c/adapter_model.safetensors"),
+        "two runs with the same seed differ"
+    );
+    finetune(&dir, "d", &[&opts[..], &["--seed", "2"]].concat()).success();
+    assert!(
+        bytes("a/adapter_model.safetensors") != bytes("d/adapter_model.safetensors"),
+        "another seed gives the same run"
+    );
     assert!(dir
         .path()
         .join("a/checkpoint-3/optimizer.safetensors")
@@ -195,6 +203,8 @@ fn resuming_from_a_checkpoint_continues_exactly() {
             "3",
             "--lora-r",
             "4",
+            "--lora-dropout",
+            "0.1",
             "--max-grad-norm",
             "0.5",
             "--resume",
@@ -236,4 +246,54 @@ fn weights_lists_the_samples_bft_emphasises() {
         let w = s["sample_weight"].as_f64().unwrap();
         s["n"].as_u64().unwrap() > 0 && w > 0.0 && w < 1.0
     }));
+}
+
+#[test]
+fn describe_writes_profiles_that_embed_reads() {
+    let dir = setup("qwen2");
+    finetune(&dir, "a", &["--lora-r", "4", "--max-steps", "2"]).success();
+    std::fs::write(dir.path().join("genes.txt"), "# genes\nTP53\nBRCA1\nCD4\n").unwrap();
+    let run = |extra: &[&str]| {
+        Command::cargo_bin("bftkit")
+            .unwrap()
+            .current_dir(dir.path())
+            .args(["describe", "genes.txt", "--model", "model"])
+            .args(["--out", "p.tsv", "--max-new-tokens", "6", "--batch-size", "2"])
+            .args(extra)
+            .assert()
+    };
+    run(&["--adapter", "a"]).success().stdout(contains("3 profiles"));
+    let text = std::fs::read_to_string(dir.path().join("p.tsv")).unwrap();
+    let rows: Vec<&str> = text.lines().collect();
+    assert_eq!(rows[0], "symbol\tprofile");
+    assert_eq!(rows.len(), 4);
+    assert!(rows[1].starts_with("TP53\t") && rows[3].starts_with("CD4\t"));
+    let report: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("p.tsv.describe.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(report["genes"], 3);
+    assert_eq!(report["adapter"], "a");
+    // Greedy decoding is deterministic.
+    run(&["--adapter", "a"]).success();
+    assert_eq!(std::fs::read_to_string(dir.path().join("p.tsv")).unwrap(), text);
+    // The profiles feed `bftkit embed` directly (here with the tiny decoder as the encoder).
+    Command::cargo_bin("bftkit")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["embed", "genes.txt", "--texts", "p.tsv", "--model", "model"])
+        .args(["--out", "e.tsv"])
+        .assert()
+        .success();
+    assert!(dir.path().join("e.tsv").is_file());
+    // Adapters of another shape are refused with the file named.
+    finetune(&dir, "big", &["--lora-r", "8", "--max-steps", "1"]).success();
+    std::fs::copy(
+        dir.path().join("big/adapter_model.safetensors"),
+        dir.path().join("a/adapter_model.safetensors"),
+    )
+    .unwrap();
+    run(&["--adapter", "a"])
+        .failure()
+        .stderr(contains("adapter_model.safetensors"));
 }

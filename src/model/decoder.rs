@@ -6,12 +6,13 @@
 //! every op from differentiable primitives and returns hidden states for every position
 //! (`forward_hidden`) and logits for every position (`logits`). Grouped-query attention, SwiGLU,
 //! Qwen2's q/k/v biases, tied embeddings and Llama-3 RoPE scaling follow the configuration.
-//! Padding goes on the right: with the causal mask, real tokens never see it.
+//! Training pads on the right: with the causal mask, real tokens never see it. Generation
+//! ([`Decoder::forward_cached`]) pads prompts on the left and masks the padding explicitly.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
-use super::lora::{AdaptedLinear, LoraConfig};
+use super::lora::{AdaptedLinear, Dropout, LoraConfig};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `config.json` this decoder reads (Llama and Qwen2).
@@ -165,6 +166,8 @@ impl Block {
 /// The decoder: token embedding, blocks, final norm and LM head.
 pub struct Decoder {
     pub config: DecoderConfig,
+    /// LoRA dropout probability (0 without adapters); used by training only.
+    pub lora_dropout: f64,
     embed: Embedding,
     blocks: Vec<Block>,
     norm: Tensor,
@@ -268,6 +271,7 @@ impl Decoder {
         let dtype = vb.dtype();
         Ok(Self {
             config: cfg.clone(),
+            lora_dropout: lora.as_ref().map_or(0.0, |(l, _)| l.lora_dropout),
             embed,
             blocks,
             norm,
@@ -281,14 +285,22 @@ impl Decoder {
         self.norm.device()
     }
 
+    /// The dtype of activations (that of the weights).
+    pub fn dtype(&self) -> DType {
+        self.cos.dtype()
+    }
+
     /// Final (normed) hidden states for every position: ids (b, t) → (b, t, hidden).
     pub fn forward_hidden(&self, ids: &Tensor) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
-        let cfg = &self.config;
-        if t > cfg.max_position_embeddings {
+        self.forward_hidden_t(ids, None)
+    }
+
+    /// [`Decoder::forward_hidden`] for training: `dropout` (seeded) drives LoRA dropout.
+    pub fn forward_hidden_t(&self, ids: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
+        let (_, t) = ids.dims2()?;
+        if t > self.config.max_position_embeddings {
             candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
         }
-        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
         let cos = self.cos.narrow(0, 0, t)?;
         let sin = self.sin.narrow(0, 0, t)?;
         // Causal mask: 0 on and below the diagonal, -inf above. (t, t)
@@ -302,23 +314,72 @@ impl Decoder {
             })
             .collect();
         let mask = Tensor::from_vec(mask, (t, t), ids.device())?.to_dtype(self.cos.dtype())?;
+        self.run(ids, &cos, &sin, &mask, None, dropout.as_deref_mut())
+    }
+
+    /// One step of incremental decoding. `ids` (b, t) are the new tokens, `positions` (b, t)
+    /// their rotary positions, `mask` (b, 1, t, past + t) additive attention mask over the cached
+    /// and new keys. The cache grows by `t`. Returns the final hidden states of the new tokens.
+    pub fn forward_cached(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        mask: &Tensor,
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let flat = positions.flatten_all()?;
+        let hd = self.config.head_dim();
+        let cos = self.cos.index_select(&flat, 0)?.reshape((b, 1, t, hd))?;
+        let sin = self.sin.index_select(&flat, 0)?.reshape((b, 1, t, hd))?;
+        if cache.layers.len() != self.blocks.len() {
+            cache.layers = vec![None; self.blocks.len()];
+        }
+        self.run(ids, &cos, &sin, mask, Some(cache), None)
+    }
+
+    /// The blocks and final norm, shared by training and cached generation.
+    fn run(
+        &self,
+        ids: &Tensor,
+        cos: &Tensor,
+        sin: &Tensor,
+        mask: &Tensor,
+        mut cache: Option<&mut KvCache>,
+        mut dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
+        let (b, t) = ids.dims2()?;
+        let cfg = &self.config;
+        let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
         let mut x = self.embed.forward(ids)?; // (b, t, h)
-        for blk in &self.blocks {
+        for (i, blk) in self.blocks.iter().enumerate() {
             let y = rms_norm(&x, &blk.ln1, cfg.rms_norm_eps)?;
-            let heads = |lin: &AdaptedLinear, n: usize| -> Result<Tensor> {
-                lin.forward(&y)?.reshape((b, t, n, hd))?.transpose(1, 2) // (b, n, t, d)
+            // LoRA dropout acts on each adapter's input, one mask per module, as in PEFT.
+            let mut lin = |l: &AdaptedLinear, y: &Tensor| -> Result<Tensor> {
+                l.forward_t(y, dropout.as_deref_mut())
             };
-            let q = rope(&heads(&blk.q, nh)?.contiguous()?, &cos, &sin)?;
-            let k = rope(&heads(&blk.k, nkv)?.contiguous()?, &cos, &sin)?;
-            let v = heads(&blk.v, nkv)?.contiguous()?;
+            let (q, k, v) = (lin(&blk.q, &y)?, lin(&blk.k, &y)?, lin(&blk.v, &y)?);
+            let heads = |z: Tensor, n: usize| -> Result<Tensor> {
+                z.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous() // (b, n, t, d)
+            };
+            let q = rope(&heads(q, nh)?, cos, sin)?;
+            let mut k = rope(&heads(k, nkv)?, cos, sin)?;
+            let mut v = heads(v, nkv)?;
+            if let Some(c) = cache.as_deref_mut() {
+                if let Some((pk, pv)) = &c.layers[i] {
+                    k = Tensor::cat(&[pk, &k], 2)?;
+                    v = Tensor::cat(&[pv, &v], 2)?;
+                }
+                c.layers[i] = Some((k.clone(), v.clone()));
+            }
             let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
-            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(&mask)?;
+            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
             let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
             let att = p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-            x = (x + blk.o.forward(&att)?)?;
+            x = (x + lin(&blk.o, &att)?)?;
             let y = rms_norm(&x, &blk.ln2, cfg.rms_norm_eps)?;
-            let mlp = (blk.gate.forward(&y)?.silu()? * blk.up.forward(&y)?)?;
-            x = (x + blk.down.forward(&mlp)?)?;
+            let mlp = (lin(&blk.gate, &y)?.silu()? * lin(&blk.up, &y)?)?;
+            x = (x + lin(&blk.down, &mlp)?)?;
         }
         rms_norm(&x, &self.norm, cfg.rms_norm_eps)
     }
@@ -359,6 +420,12 @@ impl Decoder {
 }
 
 /// (b, kv, t, d) → (b, kv·n, t, d), each key/value head repeated for its `n` query heads.
+/// Keys and values of every layer for the tokens seen so far (incremental decoding).
+#[derive(Debug, Clone, Default)]
+pub struct KvCache {
+    layers: Vec<Option<(Tensor, Tensor)>>,
+}
+
 fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
     if n == 1 {
         return Ok(x);

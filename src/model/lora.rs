@@ -1,11 +1,14 @@
 //! LoRA adapters (Hu et al. 2021) on the decoder's linear layers: `y = x Wᵀ (+ b) + (α/r) · x Aᵀ Bᵀ`,
 //! with the base W frozen, A Kaiming-initialised and B zero (so training starts from the base
 //! model). Adapters are saved with PEFT's tensor names and an `adapter_config.json`.
-//! Dropout on the adapter input is not implemented yet: `lora_dropout` must be 0.
+//! Dropout (`lora_dropout`) acts on the adapter's input during training only, with masks drawn
+//! from a seeded generator so that runs and resumed runs repeat exactly.
 
 use anyhow::{bail, Result};
 use candle_core::{Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 /// PEFT-compatible LoRA settings (`adapter_config.json`).
@@ -46,8 +49,8 @@ impl LoraConfig {
         if self.r == 0 {
             bail!("LoRA rank must be at least 1");
         }
-        if self.lora_dropout != 0.0 {
-            bail!("LoRA dropout is not implemented yet; use 0");
+        if !(0.0..1.0).contains(&self.lora_dropout) {
+            bail!("LoRA dropout must be in [0, 1), not {}", self.lora_dropout);
         }
         if let Some(m) = self
             .target_modules
@@ -121,16 +124,86 @@ impl AdaptedLinear {
     }
 }
 
-impl Module for AdaptedLinear {
-    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+/// Draws every `lora_A` matrix anew (Kaiming-uniform, as PEFT) from a generator seeded with
+/// `seed`, in name order: candle's own initialiser is unseeded, which made runs differ.
+pub fn seed_adapters(params: &[(String, candle_core::Var)], seed: u64) -> Result<()> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut names: Vec<&(String, candle_core::Var)> = params.iter().collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    for (name, var) in names {
+        if !name.ends_with("lora_A.weight") {
+            continue;
+        }
+        let (r, inp) = var.dims2()?;
+        let bound = 1.0 / (inp as f64).sqrt();
+        let values: Vec<f32> = (0..r * inp)
+            .map(|_| rng.random_range(-bound..bound) as f32)
+            .collect();
+        let t = Tensor::from_vec(values, (r, inp), var.device())?.to_dtype(var.dtype())?;
+        var.set(&t)?;
+    }
+    Ok(())
+}
+
+/// Seeded inverted dropout for adapter inputs (training only).
+pub struct Dropout {
+    pub p: f64,
+    rng: ChaCha8Rng,
+}
+
+impl Dropout {
+    pub fn new(p: f64, seed: u64) -> Self {
+        Self {
+            p,
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// `x` with each element zeroed with probability p and the rest scaled by 1/(1-p).
+    pub fn apply(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.p <= 0.0 {
+            return Ok(x.clone());
+        }
+        let keep = 1.0 / (1.0 - self.p) as f32;
+        let mask: Vec<f32> = (0..x.elem_count())
+            .map(|_| {
+                if self.rng.random::<f64>() < self.p {
+                    0.0
+                } else {
+                    keep
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
+        x * mask
+    }
+}
+
+impl AdaptedLinear {
+    /// The forward pass, with dropout on the adapter's input when `dropout` is given.
+    pub fn forward_t(
+        &self,
+        x: &Tensor,
+        dropout: Option<&mut Dropout>,
+    ) -> candle_core::Result<Tensor> {
         let y = self.base.forward(x)?;
         match &self.adapter {
             None => Ok(y),
             Some((a, b, scale)) => {
+                let x = match dropout {
+                    Some(d) => d.apply(x)?,
+                    None => x.clone(),
+                };
                 let low = x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
                 y + (low * *scale)?
             }
         }
+    }
+}
+
+impl Module for AdaptedLinear {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        self.forward_t(x, None)
     }
 }
 

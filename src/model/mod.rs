@@ -1,7 +1,9 @@
 //! Language models: the trainable Llama/Qwen2-family decoder and its configuration.
-//! Fine-tuning, generation and decoder embeddings all build on [`decoder::Decoder`].
+//! Fine-tuning, generation (`generate`) and decoder embeddings all build on
+//! [`decoder::Decoder`].
 
 pub mod decoder;
+pub mod generate;
 pub mod gguf;
 pub mod lora;
 

@@ -166,6 +166,59 @@ pub fn length_bucketed_batches(lengths: &[usize], batch_size: usize, seed: u64) 
     batches
 }
 
+/// Gene-profile SFT data: the genes of `texts` split at random (seeded) into train and test sets
+/// *by gene*, each becoming the SPEC §1 conversation (system, "tell me about gene X.", the text).
+pub struct ProfileSplit {
+    pub train: Vec<String>,
+    pub test: Vec<String>,
+}
+
+/// Splits `genes` (sorted first, so the split depends only on the set and the seed) with
+/// `ceil(test_fraction · n)` genes held out.
+pub fn split_genes(genes: &[String], test_fraction: f64, seed: u64) -> Result<ProfileSplit> {
+    if !(0.0..1.0).contains(&test_fraction) {
+        bail!("test fraction must be in [0, 1), not {test_fraction}");
+    }
+    let mut all = genes.to_vec();
+    all.sort();
+    all.dedup();
+    all.shuffle(&mut ChaCha8Rng::seed_from_u64(seed));
+    let n_test = (test_fraction * all.len() as f64).ceil() as usize;
+    let train = all.split_off(n_test);
+    if train.is_empty() {
+        bail!("no genes left to train on");
+    }
+    let (mut train, mut test) = (train, all);
+    train.sort();
+    test.sort();
+    Ok(ProfileSplit { train, test })
+}
+
+/// Writes one `{"messages": [...]}` line per gene: the profile prompt and the gene's text.
+pub fn write_profile_conversations(
+    path: &Path,
+    genes: &[String],
+    text: impl Fn(&str) -> Option<String>,
+    system: &str,
+    user: &str,
+) -> Result<usize> {
+    let mut out = String::new();
+    for g in genes {
+        let Some(t) = text(g) else {
+            bail!("gene '{g}' has no text");
+        };
+        let mut messages = crate::model::generate::profile_messages(system, user, g);
+        messages.push(Message {
+            role: "assistant".into(),
+            content: t,
+        });
+        out.push_str(&serde_json::to_string(&serde_json::json!({ "messages": messages }))?);
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(genes.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,6 +228,31 @@ mod tests {
             role: role.into(),
             content: content.into(),
         }
+    }
+
+    #[test]
+    fn gene_split_is_seeded_disjoint_and_order_free() {
+        let genes: Vec<String> = (0..50).map(|i| format!("G{i}")).collect();
+        let a = split_genes(&genes, 0.1, 7).unwrap();
+        assert_eq!((a.train.len(), a.test.len()), (45, 5));
+        assert!(a.test.iter().all(|g| !a.train.contains(g)));
+        let mut rev = genes.clone();
+        rev.reverse();
+        let b = split_genes(&rev, 0.1, 7).unwrap();
+        assert_eq!((a.train.clone(), a.test.clone()), (b.train, b.test));
+        assert_ne!(split_genes(&genes, 0.1, 8).unwrap().test, a.test);
+        assert!(split_genes(&genes, 1.0, 7).is_err());
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("t.jsonl");
+        let text = |g: &str| (g != "G3").then(|| format!("{g} is a gene"));
+        write_profile_conversations(&p, &a.test[..1], text, "sys", "tell me about gene {gene}.")
+            .unwrap();
+        let conv = read_conversations(&p).unwrap();
+        let g = &a.test[0];
+        assert_eq!(conv[0].1[1].content, format!("tell me about gene {g}."));
+        assert_eq!(conv[0].1[2].content, format!("{g} is a gene"));
+        let missing = write_profile_conversations(&p, &["G3".into()], text, "", "{gene}");
+        assert!(missing.unwrap_err().to_string().contains("G3"));
     }
 
     #[test]

@@ -17,6 +17,7 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::data::{read_conversations, render, tokenize, ChatTemplate};
+use super::step::{response_logprobs, Sample};
 use super::optim::AdamW;
 use super::trainer::{train, StepLog, TrainConfig};
 use crate::model::lora::LoraConfig;
@@ -37,6 +38,55 @@ pub struct FinetuneOptions {
     pub save_every: Option<usize>,
     /// Continue from the latest `checkpoint-STEP/` in `out`.
     pub resume: bool,
+    /// Held-out conversations, evaluated before training and every `eval_every` steps.
+    pub eval_data: Option<PathBuf>,
+    pub eval_every: usize,
+}
+
+/// One held-out evaluation, as written to `eval_log.jsonl`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalLog {
+    pub step: usize,
+    /// Mean cross-entropy per response token (nats), unweighted whatever the training loss.
+    pub loss: f64,
+    pub tokens: usize,
+    pub samples: usize,
+}
+
+/// Mean response-token cross-entropy of `samples` under `model`, in batches.
+pub fn held_out_loss(model: &Decoder, samples: &[Sample], batch: usize) -> Result<(f64, usize)> {
+    let (mut sum, mut n) = (0.0, 0usize);
+    for chunk in samples.chunks(batch.max(1)) {
+        for lp in response_logprobs(model, chunk)? {
+            sum -= lp.iter().sum::<f64>();
+            n += lp.len();
+        }
+    }
+    Ok((sum / n.max(1) as f64, n))
+}
+
+/// Chat-templated, tokenised samples of a JSONL file; also counts those cut at `max_len` and
+/// those left without a response token.
+fn load_samples(
+    path: &Path,
+    template: ChatTemplate,
+    tokenizer: &tokenizers::Tokenizer,
+    max_len: usize,
+) -> Result<(Vec<Sample>, usize, usize)> {
+    let conversations = read_conversations(path)?;
+    let mut samples = Vec::with_capacity(conversations.len());
+    let (mut truncated, mut without_response) = (0, 0);
+    for (_, messages) in &conversations {
+        let pieces = render(template, messages);
+        let full = tokenize(tokenizer, &pieces, usize::MAX)?;
+        let s = tokenize(tokenizer, &pieces, max_len)?;
+        truncated += (full.tokens.len() > s.tokens.len()) as usize;
+        without_response += (!s.is_response.iter().skip(1).any(|&r| r)) as usize;
+        if s.tokens.len() >= 2 {
+            samples.push(s);
+        }
+    }
+    Ok((samples, truncated, without_response))
 }
 
 /// What a checkpoint folder's `state.json` holds.
@@ -123,19 +173,12 @@ pub fn finetune(
         l.check()?;
     }
     let pre = load_pretrained(&opts.model, &device)?;
-    let conversations = read_conversations(&opts.data)?;
-    let mut samples = Vec::with_capacity(conversations.len());
-    let (mut truncated, mut without_response) = (0, 0);
-    for (_, messages) in &conversations {
-        let pieces = render(opts.template, messages);
-        let full = tokenize(&pre.tokenizer, &pieces, usize::MAX)?;
-        let s = tokenize(&pre.tokenizer, &pieces, opts.max_len)?;
-        truncated += (full.tokens.len() > s.tokens.len()) as usize;
-        without_response += (!s.is_response.iter().skip(1).any(|&r| r)) as usize;
-        if s.tokens.len() >= 2 {
-            samples.push(s);
-        }
-    }
+    let (samples, truncated, without_response) =
+        load_samples(&opts.data, opts.template, &pre.tokenizer, opts.max_len)?;
+    let eval_samples = match &opts.eval_data {
+        Some(p) => load_samples(p, opts.template, &pre.tokenizer, opts.max_len)?.0,
+        None => Vec::new(),
+    };
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     let varmap = VarMap::new();
@@ -167,6 +210,9 @@ pub fn finetune(
         .map(|(k, v)| (k.clone(), v.clone()))
         .collect();
     params.sort_by(|a, b| a.0.cmp(&b.0));
+    if opts.lora.is_some() {
+        crate::model::lora::seed_adapters(&params, opts.train.seed)?;
+    }
     let log_path = opts.out.join("train_log.jsonl");
     let mut resume = None;
     let mut kept_log = String::new();
@@ -209,6 +255,41 @@ pub fn finetune(
     let mut log = std::fs::File::create(&log_path)
         .with_context(|| format!("{}: cannot write", log_path.display()))?;
     log.write_all(kept_log.as_bytes())?;
+    let eval_path = opts.out.join("eval_log.jsonl");
+    let mut eval_log = if eval_samples.is_empty() {
+        None
+    } else {
+        let kept: String = std::fs::read_to_string(&eval_path)
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| {
+                resume.is_some()
+                    && serde_json::from_str::<EvalLog>(l)
+                        .is_ok_and(|e| resume.as_ref().is_some_and(|o| e.step <= o.t))
+            })
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let mut f = std::fs::File::create(&eval_path)
+            .with_context(|| format!("{}: cannot write", eval_path.display()))?;
+        f.write_all(kept.as_bytes())?;
+        Some(f)
+    };
+    let mut evaluate = |step: usize, model: &Decoder| -> Result<()> {
+        if let Some(f) = eval_log.as_mut() {
+            let (loss, tokens) = held_out_loss(model, &eval_samples, opts.train.batch_size)?;
+            let e = EvalLog {
+                step,
+                loss,
+                tokens,
+                samples: eval_samples.len(),
+            };
+            writeln!(f, "{}", serde_json::to_string(&e)?)?;
+        }
+        Ok(())
+    };
+    if resume.is_none() {
+        evaluate(0, &model)?;
+    }
     let total_hint = samples
         .len()
         .div_ceil(opts.train.batch_size * opts.train.grad_accum)
@@ -228,9 +309,18 @@ pub fn finetune(
             };
             write_checkpoint(&opts.out, &varmap, opt, &state)?;
         }
+        if opts.eval_every > 0 && s.step % opts.eval_every == 0 {
+            evaluate(s.step, &model)?;
+        }
         on_step(s, total_hint);
         Ok(())
     })?;
+    // The final weights are always evaluated.
+    if let Some(last) = logs.last() {
+        if opts.eval_every == 0 || last.step % opts.eval_every != 0 {
+            evaluate(last.step, &model)?;
+        }
+    }
     match &opts.lora {
         Some(l) => {
             varmap.save(opts.out.join("adapter_model.safetensors"))?;

@@ -9,6 +9,7 @@ use anyhow::{bail, Result};
 use candle_core::{DType, Tensor, D};
 
 use super::loss::{sample_weights, LossConfig, SampleWeights};
+use crate::model::lora::Dropout;
 use crate::model::Decoder;
 
 /// One tokenised sample: its tokens and which of them are response tokens (the only ones that
@@ -29,7 +30,11 @@ pub struct StepLoss {
 
 /// Teacher-forced gold-token log-probabilities of a right-padded batch: the (b, t) tensor (on the
 /// graph) and, per sample, the positions whose target is a response token.
-fn gold_logprobs(model: &Decoder, samples: &[Sample]) -> Result<(Tensor, Vec<Vec<usize>>)> {
+fn gold_logprobs(
+    model: &Decoder,
+    samples: &[Sample],
+    dropout: Option<&mut Dropout>,
+) -> Result<(Tensor, Vec<Vec<usize>>)> {
     if samples.is_empty() {
         bail!("empty batch");
     }
@@ -55,7 +60,7 @@ fn gold_logprobs(model: &Decoder, samples: &[Sample]) -> Result<(Tensor, Vec<Vec
     let device = model.device();
     let input = Tensor::from_vec(input, (b, t), device)?;
     let target = Tensor::from_vec(target, (b, t, 1), device)?;
-    let logits = model.logits(&model.forward_hidden(&input)?)?; // (b, t, v)
+    let logits = model.logits(&model.forward_hidden_t(&input, dropout)?)?; // (b, t, v)
     let logp = candle_nn::ops::log_softmax(&logits.to_dtype(DType::F32)?, D::Minus1)?;
     Ok((
         logp.gather(&target, D::Minus1)?.squeeze(D::Minus1)?,
@@ -65,7 +70,7 @@ fn gold_logprobs(model: &Decoder, samples: &[Sample]) -> Result<(Tensor, Vec<Vec
 
 /// The model's log-probabilities of each sample's response tokens (no gradient needed).
 pub fn response_logprobs(model: &Decoder, samples: &[Sample]) -> Result<Vec<Vec<f64>>> {
-    let (gold, positions) = gold_logprobs(model, samples)?;
+    let (gold, positions) = gold_logprobs(model, samples, None)?;
     let values: Vec<Vec<f32>> = gold.detach().to_vec2()?;
     Ok(positions
         .iter()
@@ -77,8 +82,19 @@ pub fn response_logprobs(model: &Decoder, samples: &[Sample]) -> Result<Vec<Vec<
 /// Computes `L = (1/B) Σ_b s_b Σ_t w[b,t] l[b,t] / (N_b + ε)` for `samples` (right-padded into one
 /// batch). Position t predicts token t+1, which counts when it is a response token.
 pub fn weighted_loss(model: &Decoder, samples: &[Sample], cfg: &LossConfig) -> Result<StepLoss> {
+    weighted_loss_t(model, samples, cfg, None)
+}
+
+/// [`weighted_loss`] in training mode: `dropout` drives LoRA dropout (the BFT weights then come
+/// from the same forward pass, as in the authors' training).
+pub fn weighted_loss_t(
+    model: &Decoder,
+    samples: &[Sample],
+    cfg: &LossConfig,
+    dropout: Option<&mut Dropout>,
+) -> Result<StepLoss> {
     cfg.check()?;
-    let (gold, positions) = gold_logprobs(model, samples)?;
+    let (gold, positions) = gold_logprobs(model, samples, dropout)?;
     let (b, t) = gold.dims2()?;
     // Detached copy for the weights.
     let values: Vec<Vec<f32>> = gold.detach().to_vec2()?;

@@ -13,7 +13,8 @@ use serde::{Deserialize, Serialize};
 use super::data::length_bucketed_batches;
 use super::loss::LossConfig;
 use super::optim::AdamW;
-use super::step::{weighted_loss, Sample};
+use super::step::{weighted_loss_t, Sample};
+use crate::model::lora::Dropout;
 use crate::model::Decoder;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -108,9 +109,14 @@ pub fn train(
             let start = Instant::now();
             let mut grads: Option<GradStore> = None;
             let (mut loss_sum, mut tokens, mut sw, mut tw, mut n) = (0.0, 0, 0.0, 0.0, 0);
-            for batch in group {
+            for (micro, batch) in group.iter().enumerate() {
                 let batch: Vec<Sample> = batch.iter().map(|&i| samples[i].clone()).collect();
-                let out = weighted_loss(model, &batch, &cfg.loss)?;
+                // Dropout masks depend only on (seed, step, micro-batch): resume repeats them.
+                let mut dropout = (model.lora_dropout > 0.0).then(|| {
+                    let key = (step as u64) << 16 | micro as u64;
+                    Dropout::new(model.lora_dropout, cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                });
+                let out = weighted_loss_t(model, &batch, &cfg.loss, dropout.as_mut())?;
                 let scaled = (out.loss / group.len() as f64)?;
                 let value = scaled.to_scalar::<f32>()? as f64;
                 if !value.is_finite() {

@@ -1,0 +1,453 @@
+//! Text generation: batched greedy decoding with a KV cache, and `bftkit describe`, where the
+//! (tuned) model writes one profile per gene with the SPEC §1 prompt.
+//!
+//! Prompts of a batch are padded on the left, so every row's next token sits in the last column;
+//! the padding is masked out of attention and rotary positions count real tokens only, so a
+//! prompt decodes the same alone or in any batch. Greedy decoding (temperature 0, as the authors)
+//! makes the output deterministic: there is no seed to record.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::{Deserialize, Serialize};
+use tokenizers::Tokenizer;
+
+use super::decoder::KvCache;
+use super::lora::LoraConfig;
+use super::{load_pretrained, Decoder};
+use crate::train::data::{render, tokenize, ChatTemplate, Message};
+
+/// SPEC §1's system prompt for gene profiles.
+pub const PROFILE_SYSTEM: &str =
+    "You are a helpful biology assistant. Answer in under 2000 characters.";
+/// SPEC §1's user prompt; `{gene}` becomes the symbol.
+pub const PROFILE_USER: &str = "tell me about gene {gene}.";
+
+/// The system + user turns that ask for a gene's profile (training data uses the same).
+pub fn profile_messages(system: &str, user: &str, gene: &str) -> Vec<Message> {
+    let mut out = Vec::new();
+    if !system.is_empty() {
+        out.push(Message {
+            role: "system".into(),
+            content: system.to_string(),
+        });
+    }
+    out.push(Message {
+        role: "user".into(),
+        content: user.replace("{gene}", gene),
+    });
+    out
+}
+
+/// Token ids of a conversation's prompt followed by the assistant header, tokenised piece by
+/// piece exactly as fine-tuning does.
+pub fn prompt_tokens(
+    tokenizer: &Tokenizer,
+    template: ChatTemplate,
+    messages: &[Message],
+) -> Result<Vec<u32>> {
+    let mut pieces = render(template, messages);
+    pieces.push((
+        match template {
+            ChatTemplate::Chatml => "<|im_start|>assistant\n",
+            ChatTemplate::Llama3 => "<|start_header_id|>assistant<|end_header_id|>\n\n",
+        }
+        .to_string(),
+        false,
+    ));
+    Ok(tokenize(tokenizer, &pieces, usize::MAX)?.tokens)
+}
+
+/// The end-of-turn / end-of-text tokens of a template that this tokenizer knows.
+pub fn stop_tokens(tokenizer: &Tokenizer, template: ChatTemplate) -> Vec<u32> {
+    let names: &[&str] = match template {
+        ChatTemplate::Chatml => &["<|im_end|>", "<|endoftext|>"],
+        ChatTemplate::Llama3 => &["<|eot_id|>", "<|end_of_text|>"],
+    };
+    names
+        .iter()
+        .filter_map(|n| tokenizer.token_to_id(n))
+        .collect()
+}
+
+#[derive(Debug, Clone)]
+pub struct GenerateOptions {
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    /// Generation of a row ends at the first of these (not included in the output).
+    pub stop: Vec<u32>,
+}
+
+/// One prompt's continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Generated {
+    pub tokens: Vec<u32>,
+    /// Ended at a stop token (else at `max_new_tokens`).
+    pub stopped: bool,
+}
+
+/// Greedy continuations of every prompt, in input order. Prompts are grouped by length into
+/// batches of `batch_size`; `on_batch` sees how many prompts are done.
+pub fn greedy(
+    model: &Decoder,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    mut on_batch: impl FnMut(usize),
+) -> Result<Vec<Generated>> {
+    if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
+        bail!("prompt {i} is empty");
+    }
+    let limit = model.config.max_position_embeddings;
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+    let mut out = vec![None; prompts.len()];
+    let mut done = 0;
+    for chunk in order.chunks(opts.batch_size.max(1)) {
+        let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
+        let longest = batch[0].len();
+        if longest + opts.max_new_tokens > limit {
+            bail!(
+                "a prompt of {longest} tokens plus {} new tokens exceeds the model's {limit} \
+                 positions",
+                opts.max_new_tokens
+            );
+        }
+        for (g, &i) in greedy_batch(model, &batch, opts)?.into_iter().zip(chunk) {
+            out[i] = Some(g);
+        }
+        done += chunk.len();
+        on_batch(done);
+    }
+    Ok(out.into_iter().map(|g| g.expect("every prompt")).collect())
+}
+
+/// Greedy decoding of one left-padded batch.
+fn greedy_batch(model: &Decoder, prompts: &[&[u32]], opts: &GenerateOptions) -> Result<Vec<Generated>> {
+    let device = model.device();
+    let b = prompts.len();
+    let l = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
+    let pads: Vec<usize> = prompts.iter().map(|p| l - p.len()).collect();
+    let mut ids = vec![0u32; b * l];
+    let mut pos = vec![0u32; b * l];
+    // Prefill mask (b, 1, l, l): causal over real tokens; a padding query sees only itself, so no
+    // row of scores is all -inf.
+    let mut mask = vec![f32::NEG_INFINITY; b * l * l];
+    for (r, p) in prompts.iter().enumerate() {
+        ids[r * l + pads[r]..(r + 1) * l].copy_from_slice(p);
+        for j in pads[r]..l {
+            pos[r * l + j] = (j - pads[r]) as u32;
+        }
+        for i in 0..l {
+            for j in 0..=i {
+                if j >= pads[r] || i == j {
+                    mask[(r * l + i) * l + j] = 0.0;
+                }
+            }
+        }
+    }
+    let dtype = model.dtype();
+    let mut cache = KvCache::default();
+    let mut hidden = model.forward_cached(
+        &Tensor::from_vec(ids, (b, l), device)?,
+        &Tensor::from_vec(pos, (b, l), device)?,
+        &Tensor::from_vec(mask, (b, 1, l, l), device)?.to_dtype(dtype)?,
+        &mut cache,
+    )?;
+    let mut out: Vec<Generated> = vec![
+        Generated {
+            tokens: Vec::new(),
+            stopped: false,
+        };
+        b
+    ];
+    let mut active = vec![true; b];
+    for k in 0..opts.max_new_tokens {
+        let t = hidden.dim(1)?;
+        let last = hidden.narrow(1, t - 1, 1)?;
+        let next: Vec<u32> = model
+            .logits(&last)?
+            .to_dtype(DType::F32)?
+            .argmax(D::Minus1)?
+            .flatten_all()?
+            .to_vec1()?;
+        for r in 0..b {
+            if !active[r] {
+                continue;
+            }
+            if opts.stop.contains(&next[r]) {
+                out[r].stopped = true;
+                active[r] = false;
+            } else {
+                out[r].tokens.push(next[r]);
+            }
+        }
+        if !active.iter().any(|&a| a) || k + 1 == opts.max_new_tokens {
+            break;
+        }
+        // Feed the new tokens (finished rows too; their output is no longer read).
+        let keys = l + k + 1;
+        let mut mask = vec![0f32; b * keys];
+        for r in 0..b {
+            for j in 0..pads[r] {
+                mask[r * keys + j] = f32::NEG_INFINITY;
+            }
+        }
+        let pos: Vec<u32> = prompts.iter().map(|p| (p.len() + k) as u32).collect();
+        hidden = model.forward_cached(
+            &Tensor::from_vec(next, (b, 1), device)?,
+            &Tensor::from_vec(pos, (b, 1), device)?,
+            &Tensor::from_vec(mask, (b, 1, 1, keys), device)?.to_dtype(dtype)?,
+            &mut cache,
+        )?;
+    }
+    Ok(out)
+}
+
+/// A decoder (and its tokenizer) from a model path, with saved LoRA adapters applied when
+/// `adapter` names a folder holding `adapter_config.json` and `adapter_model.safetensors`.
+pub fn load_decoder(
+    model: &Path,
+    adapter: Option<&Path>,
+    device: &Device,
+) -> Result<(Decoder, Tokenizer)> {
+    let pre = load_pretrained(model, device)?;
+    let base = VarBuilder::from_tensors(pre.tensors, DType::F32, device);
+    let decoder = match adapter {
+        None => Decoder::load(base, &pre.config)?,
+        Some(dir) => {
+            let cfg_path = dir.join("adapter_config.json");
+            let text = std::fs::read_to_string(&cfg_path)
+                .with_context(|| format!("{}: cannot read", cfg_path.display()))?;
+            let lora: LoraConfig = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a LoRA adapter config", cfg_path.display()))?;
+            lora.check()
+                .with_context(|| format!("{}: unsupported adapter", cfg_path.display()))?;
+            let weights = dir.join("adapter_model.safetensors");
+            let tensors = candle_core::safetensors::load(&weights, device)
+                .with_context(|| format!("{}: cannot read adapter weights", weights.display()))?;
+            let avb = VarBuilder::from_tensors(tensors, DType::F32, device);
+            Decoder::load_with_lora(base, &pre.config, Some((&lora, avb))).with_context(|| {
+                format!(
+                    "{}: adapters do not fit {} (wrong base model?)",
+                    weights.display(),
+                    model.display()
+                )
+            })?
+        }
+    };
+    Ok((decoder, pre.tokenizer))
+}
+
+#[derive(Debug, Clone)]
+pub struct DescribeOptions {
+    pub model: PathBuf,
+    pub adapter: Option<PathBuf>,
+    pub template: ChatTemplate,
+    pub system: String,
+    /// The user turn; `{gene}` becomes the symbol.
+    pub user: String,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+}
+
+/// What `bftkit describe` did (written beside the profiles as `OUT.describe.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DescribeReport {
+    pub bftkit_version: String,
+    pub model: String,
+    pub adapter: Option<String>,
+    pub template: ChatTemplate,
+    pub system: String,
+    pub user: String,
+    pub decoding: String,
+    pub max_new_tokens: usize,
+    pub batch_size: usize,
+    pub genes: usize,
+    /// Profiles that ended at an end-of-turn token, and those cut at `max_new_tokens`.
+    pub stopped: usize,
+    pub cut_at_limit: usize,
+    pub generated_tokens: usize,
+    pub seconds: f64,
+    pub tokens_per_s: f64,
+}
+
+/// A profile for every gene: (symbol, text) in input order, and the report.
+pub fn describe(
+    genes: &[String],
+    opts: &DescribeOptions,
+    on_batch: impl FnMut(usize),
+) -> Result<(Vec<(String, String)>, DescribeReport)> {
+    if genes.is_empty() {
+        bail!("no genes to describe");
+    }
+    let device = Device::Cpu;
+    let (model, tokenizer) = load_decoder(&opts.model, opts.adapter.as_deref(), &device)?;
+    let stop = stop_tokens(&tokenizer, opts.template);
+    if stop.is_empty() {
+        bail!(
+            "{}: the tokenizer has no end-of-turn token for the {:?} template",
+            opts.model.display(),
+            opts.template
+        );
+    }
+    let prompts = genes
+        .iter()
+        .map(|g| {
+            prompt_tokens(
+                &tokenizer,
+                opts.template,
+                &profile_messages(&opts.system, &opts.user, g),
+            )
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let start = Instant::now();
+    let gen_opts = GenerateOptions {
+        max_new_tokens: opts.max_new_tokens,
+        batch_size: opts.batch_size,
+        stop,
+    };
+    let generated = greedy(&model, &prompts, &gen_opts, on_batch)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let mut profiles = Vec::with_capacity(genes.len());
+    for (g, out) in genes.iter().zip(&generated) {
+        let text = tokenizer
+            .decode(&out.tokens, true)
+            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
+        profiles.push((g.clone(), one_line(&text)));
+    }
+    let tokens: usize = generated.iter().map(|g| g.tokens.len()).sum();
+    let stopped = generated.iter().filter(|g| g.stopped).count();
+    let report = DescribeReport {
+        bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        model: opts.model.display().to_string(),
+        adapter: opts.adapter.as_ref().map(|a| a.display().to_string()),
+        template: opts.template,
+        system: opts.system.clone(),
+        user: opts.user.clone(),
+        decoding: "greedy (temperature 0), KV cache".into(),
+        max_new_tokens: opts.max_new_tokens,
+        batch_size: opts.batch_size,
+        genes: genes.len(),
+        stopped,
+        cut_at_limit: genes.len() - stopped,
+        generated_tokens: tokens,
+        seconds,
+        tokens_per_s: tokens as f64 / seconds.max(1e-9),
+    };
+    Ok((profiles, report))
+}
+
+/// Whitespace runs (tabs, newlines) become single spaces, so a profile is one TSV field.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// Writes `symbol<TAB>profile` rows under a header: the layout `bftkit embed --texts` reads by
+/// default.
+pub fn write_profiles(path: &Path, profiles: &[(String, String)]) -> Result<()> {
+    let mut text = String::from("symbol\tprofile\n");
+    for (g, p) in profiles {
+        text.push_str(&format!("{g}\t{p}\n"));
+    }
+    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiny(kind: &str) -> (tempfile::TempDir, Decoder) {
+        let dir = tempfile::tempdir().unwrap();
+        crate::fixtures::write_tiny_decoder(dir.path(), kind).unwrap();
+        let (model, _) = load_decoder(dir.path(), None, &Device::Cpu).unwrap();
+        (dir, model)
+    }
+
+    /// Greedy decoding the slow way: the whole sequence again for every new token, one prompt
+    /// at a time, no cache, no padding.
+    fn naive(model: &Decoder, prompt: &[u32], n: usize) -> Vec<u32> {
+        let mut seq = prompt.to_vec();
+        for _ in 0..n {
+            let ids = Tensor::from_vec(seq.clone(), (1, seq.len()), &Device::Cpu).unwrap();
+            let h = model.forward_hidden(&ids).unwrap();
+            let last = h.narrow(1, seq.len() - 1, 1).unwrap();
+            let next: Vec<u32> = model
+                .logits(&last)
+                .unwrap()
+                .argmax(D::Minus1)
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            seq.push(next[0]);
+        }
+        seq[prompt.len()..].to_vec()
+    }
+
+    #[test]
+    fn cached_batched_greedy_equals_full_recomputation_for_both_families() {
+        for kind in ["llama", "qwen2"] {
+            let (_dir, model) = tiny(kind);
+            let prompts: Vec<Vec<u32>> = vec![
+                vec![5, 9, 3],
+                vec![17, 2, 33, 8, 8, 11, 30],
+                vec![1],
+                vec![22, 23, 24, 25, 6],
+            ];
+            let opts = GenerateOptions {
+                max_new_tokens: 10,
+                batch_size: 3,
+                stop: vec![],
+            };
+            let got = greedy(&model, &prompts, &opts, |_| {}).unwrap();
+            // Random weights still give varied continuations, so the comparison means something.
+            assert!(got.windows(2).any(|w| w[0].tokens != w[1].tokens));
+            for (p, g) in prompts.iter().zip(&got) {
+                assert_eq!(g.tokens, naive(&model, p, 10), "{kind}: prompt {p:?}");
+                assert!(!g.stopped);
+            }
+            // Batch size does not change anything.
+            let one = GenerateOptions {
+                batch_size: 1,
+                ..opts
+            };
+            assert_eq!(greedy(&model, &prompts, &one, |_| {}).unwrap(), got);
+        }
+    }
+
+    #[test]
+    fn generation_ends_at_a_stop_token_and_respects_the_position_limit() {
+        let (_dir, model) = tiny("llama");
+        let prompt = vec![4u32, 7, 1];
+        let first = naive(&model, &prompt, 3);
+        let opts = GenerateOptions {
+            max_new_tokens: 5,
+            batch_size: 2,
+            stop: vec![first[1]],
+        };
+        let got = greedy(&model, &[prompt.clone()], &opts, |_| {}).unwrap();
+        let cut = first.iter().position(|&t| t == first[1]).unwrap();
+        assert_eq!(got[0].tokens, first[..cut].to_vec());
+        assert!(got[0].stopped);
+        let too_long = GenerateOptions {
+            max_new_tokens: model.config.max_position_embeddings,
+            ..opts
+        };
+        let err = greedy(&model, &[prompt], &too_long, |_| {}).unwrap_err();
+        assert!(err.to_string().contains("exceeds"), "{err}");
+        assert!(greedy(&model, &[vec![]], &too_long, |_| {}).is_err());
+    }
+
+    #[test]
+    fn profiles_are_one_line_tsv_rows() {
+        assert_eq!(one_line(" a\tb\n\nc  d "), "a b c d");
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("p.tsv");
+        write_profiles(&p, &[("TP53".into(), "x y".into())]).unwrap();
+        assert_eq!(std::fs::read_to_string(p).unwrap(), "symbol\tprofile\nTP53\tx y\n");
+    }
+}
