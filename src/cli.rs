@@ -28,6 +28,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Run every benchmark task whose data is present on one or more embedding sets, with UMAPs,
+    /// and write reports/NAME/index.html, the PNGs and results.json (the main job).
+    Run(RunArgs),
+    /// Re-render a report from saved results.json files, without recomputing.
+    Report(ReportArgs),
     /// List the benchmark tasks and whether their data is present.
     Tasks(DataArgs),
     /// Probe gene embeddings with logistic regression on benchmark tasks.
@@ -251,6 +256,39 @@ struct FinetuneArgs {
 }
 
 #[derive(Args, Debug)]
+struct RunArgs {
+    /// Suite file (TOML): embedding sets (files, or texts + model), tasks, seed, UMAP colouring.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Embedding files to compare (instead of, or besides, the suite's sets).
+    #[arg(long)]
+    embeddings: Vec<PathBuf>,
+    /// Report name: the folder under --out [default: the suite file's name, else "fixtures" or
+    /// "run"].
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, default_value = "reports")]
+    out: PathBuf,
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Skip the UMAP layouts.
+    #[arg(long)]
+    no_umap: bool,
+    #[command(flatten)]
+    data: DataArgs,
+}
+
+#[derive(Args, Debug)]
+struct ReportArgs {
+    /// results.json files written by `bftkit run` (several are shown side by side).
+    #[arg(required = true)]
+    results: Vec<PathBuf>,
+    /// Output folder for index.html, the PNGs and the merged results.json.
+    #[arg(long, default_value = "reports/combined")]
+    out: PathBuf,
+}
+
+#[derive(Args, Debug)]
 struct DescribeArgs {
     /// Genes, one per line (`#` comments allowed).
     genes: PathBuf,
@@ -366,6 +404,13 @@ pub fn main() -> Result<()> {
             Ok(())
         }
         Command::Describe(args) => describe(args),
+        Command::Run(args) => run(args),
+        Command::Report(args) => {
+            let data = crate::viz::report::ReportData::read_all(&args.results)?;
+            let index = crate::viz::report::render(&data, &args.out)?;
+            println!("report written to {}", index.display());
+            Ok(())
+        }
         Command::SftData(args) => sft_data(args),
         Command::Loss(args) => {
             let cfg = args.loss.config();
@@ -731,7 +776,8 @@ fn describe(args: DescribeArgs) -> Result<()> {
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} genes  {elapsed}")
             .expect("valid template"),
     );
-    let (profiles, report) = generate::describe(&genes, &opts, |done| bar.set_position(done as u64))?;
+    let (profiles, report) =
+        generate::describe(&genes, &opts, |done| bar.set_position(done as u64))?;
     bar.finish_and_clear();
     generate::write_profiles(&args.out, &profiles)?;
     let report_path = PathBuf::from(format!("{}.describe.json", args.out.display()));
@@ -794,6 +840,93 @@ fn sft_data(args: SftDataArgs) -> Result<()> {
         split.test.len(),
         args.seed,
         args.out.display()
+    );
+    Ok(())
+}
+
+fn run(args: RunArgs) -> Result<()> {
+    use crate::pipeline::{run_suite, EmbeddingSource, RunContext, SuiteConfig};
+    let mut cfg = match &args.config {
+        Some(p) => SuiteConfig::read(p)?,
+        None => toml::from_str::<SuiteConfig>("").expect("defaults"),
+    };
+    let mut data_args = DataArgs {
+        data: args.data.data.clone(),
+        tasks: args.data.tasks.clone(),
+        gene_map: args.data.gene_map.clone(),
+    };
+    if data_args.data.is_none() {
+        data_args.data = cfg.data.clone();
+    }
+    let data = resolve_data(&data_args)?;
+    for e in &args.embeddings {
+        cfg.embeddings.push(EmbeddingSource {
+            name: None,
+            file: Some(e.clone()),
+            texts: None,
+            model: None,
+            id_col: None,
+            text_col: None,
+        });
+    }
+    if cfg.embeddings.is_empty() {
+        if !data.fixture {
+            bail!("no embedding sets: give --embeddings FILE or a --config suite file");
+        }
+        let file = data
+            .path
+            .parent()
+            .expect("fixture root")
+            .join("embeddings.tsv");
+        cfg.embeddings.push(EmbeddingSource {
+            name: Some("fixture_planted".into()),
+            file: Some(file),
+            texts: None,
+            model: None,
+            id_col: None,
+            text_col: None,
+        });
+    }
+    if let Some(s) = args.seed {
+        cfg.seed = s;
+    }
+    if args.no_umap {
+        cfg.umap = false;
+    }
+    let name = args
+        .name
+        .clone()
+        .or_else(|| cfg.name.clone())
+        .unwrap_or_else(|| if data.fixture { "fixtures" } else { "run" }.to_string());
+    cfg.name = Some(name.clone());
+    let tasks = load_tasks(&data_args)?;
+    let gene_map = load_gene_map(&data_args, &data.path)?;
+    let ctx = RunContext {
+        data_dir: data.path.clone(),
+        fixtures: data.fixture,
+        tasks: &tasks,
+        gene_map: gene_map.as_ref().map(|(m, p)| (m, p.as_path())),
+    };
+    let bar = indicatif::ProgressBar::new(0).with_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {elapsed}  {msg}")
+            .expect("valid template"),
+    );
+    let results = run_suite(&cfg, &ctx, |step, total, what| {
+        bar.set_length(total as u64);
+        bar.set_position(step as u64);
+        bar.set_message(what.to_string());
+    })?;
+    bar.finish_and_clear();
+    print_table(&results.probe);
+    let out = args.out.join(&name);
+    let data = crate::viz::report::ReportData {
+        runs: vec![results],
+    };
+    let index = crate::viz::report::render(&data, &out)?;
+    println!(
+        "report written to {} (every number in {})",
+        index.display(),
+        out.join("results.json").display()
     );
     Ok(())
 }

@@ -136,7 +136,14 @@ fn full_finetuning_and_sft_work_and_bad_data_names_the_line() {
 fn resuming_from_a_checkpoint_continues_exactly() {
     let dir = setup("llama");
     // 6 samples, batches of 2, 4 epochs: 12 steps; seeded adapter dropout.
-    let opts = ["--save-every", "3", "--lora-r", "4", "--lora-dropout", "0.1"];
+    let opts = [
+        "--save-every",
+        "3",
+        "--lora-r",
+        "4",
+        "--lora-dropout",
+        "0.1",
+    ];
     finetune(&dir, "a", &opts).success();
     // The same seed gives the same run, bit for bit (adapter init and dropout are seeded).
     finetune(&dir, "c", &opts).success();
@@ -258,11 +265,20 @@ fn describe_writes_profiles_that_embed_reads() {
             .unwrap()
             .current_dir(dir.path())
             .args(["describe", "genes.txt", "--model", "model"])
-            .args(["--out", "p.tsv", "--max-new-tokens", "6", "--batch-size", "2"])
+            .args([
+                "--out",
+                "p.tsv",
+                "--max-new-tokens",
+                "6",
+                "--batch-size",
+                "2",
+            ])
             .args(extra)
             .assert()
     };
-    run(&["--adapter", "a"]).success().stdout(contains("3 profiles"));
+    run(&["--adapter", "a"])
+        .success()
+        .stdout(contains("3 profiles"));
     let text = std::fs::read_to_string(dir.path().join("p.tsv")).unwrap();
     let rows: Vec<&str> = text.lines().collect();
     assert_eq!(rows[0], "symbol\tprofile");
@@ -276,7 +292,10 @@ fn describe_writes_profiles_that_embed_reads() {
     assert_eq!(report["adapter"], "a");
     // Greedy decoding is deterministic.
     run(&["--adapter", "a"]).success();
-    assert_eq!(std::fs::read_to_string(dir.path().join("p.tsv")).unwrap(), text);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("p.tsv")).unwrap(),
+        text
+    );
     // The profiles feed `bftkit embed` directly (here with the tiny decoder as the encoder).
     Command::cargo_bin("bftkit")
         .unwrap()

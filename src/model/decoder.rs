@@ -296,7 +296,11 @@ impl Decoder {
     }
 
     /// [`Decoder::forward_hidden`] for training: `dropout` (seeded) drives LoRA dropout.
-    pub fn forward_hidden_t(&self, ids: &Tensor, mut dropout: Option<&mut Dropout>) -> Result<Tensor> {
+    pub fn forward_hidden_t(
+        &self,
+        ids: &Tensor,
+        dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
         if t > self.config.max_position_embeddings {
             candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
@@ -314,7 +318,7 @@ impl Decoder {
             })
             .collect();
         let mask = Tensor::from_vec(mask, (t, t), ids.device())?.to_dtype(self.cos.dtype())?;
-        self.run(ids, &cos, &sin, &mask, None, dropout.as_deref_mut())
+        self.run(ids, &cos, &sin, &mask, None, dropout)
     }
 
     /// One step of incremental decoding. `ids` (b, t) are the new tokens, `positions` (b, t)

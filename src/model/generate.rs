@@ -125,7 +125,11 @@ pub fn greedy(
 }
 
 /// Greedy decoding of one left-padded batch.
-fn greedy_batch(model: &Decoder, prompts: &[&[u32]], opts: &GenerateOptions) -> Result<Vec<Generated>> {
+fn greedy_batch(
+    model: &Decoder,
+    prompts: &[&[u32]],
+    opts: &GenerateOptions,
+) -> Result<Vec<Generated>> {
     let device = model.device();
     let b = prompts.len();
     let l = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
@@ -429,7 +433,7 @@ mod tests {
             batch_size: 2,
             stop: vec![first[1]],
         };
-        let got = greedy(&model, &[prompt.clone()], &opts, |_| {}).unwrap();
+        let got = greedy(&model, std::slice::from_ref(&prompt), &opts, |_| {}).unwrap();
         let cut = first.iter().position(|&t| t == first[1]).unwrap();
         assert_eq!(got[0].tokens, first[..cut].to_vec());
         assert!(got[0].stopped);
@@ -448,6 +452,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("p.tsv");
         write_profiles(&p, &[("TP53".into(), "x y".into())]).unwrap();
-        assert_eq!(std::fs::read_to_string(p).unwrap(), "symbol\tprofile\nTP53\tx y\n");
+        assert_eq!(
+            std::fs::read_to_string(p).unwrap(),
+            "symbol\tprofile\nTP53\tx y\n"
+        );
     }
 }

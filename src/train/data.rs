@@ -212,7 +212,9 @@ pub fn write_profile_conversations(
             role: "assistant".into(),
             content: t,
         });
-        out.push_str(&serde_json::to_string(&serde_json::json!({ "messages": messages }))?);
+        out.push_str(&serde_json::to_string(
+            &serde_json::json!({ "messages": messages }),
+        )?);
         out.push('\n');
     }
     std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))?;

@@ -17,8 +17,8 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use super::data::{read_conversations, render, tokenize, ChatTemplate};
-use super::step::{response_logprobs, Sample};
 use super::optim::AdamW;
+use super::step::{response_logprobs, Sample};
 use super::trainer::{train, StepLog, TrainConfig};
 use crate::model::lora::LoraConfig;
 use crate::model::{load_pretrained, Decoder};

@@ -114,7 +114,10 @@ pub fn train(
                 // Dropout masks depend only on (seed, step, micro-batch): resume repeats them.
                 let mut dropout = (model.lora_dropout > 0.0).then(|| {
                     let key = (step as u64) << 16 | micro as u64;
-                    Dropout::new(model.lora_dropout, cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+                    Dropout::new(
+                        model.lora_dropout,
+                        cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+                    )
                 });
                 let out = weighted_loss_t(model, &batch, &cfg.loss, dropout.as_mut())?;
                 let scaled = (out.loss / group.len() as f64)?;

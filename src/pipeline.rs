@@ -1,0 +1,340 @@
+//! `bftkit run`: the whole benchmark in one command. For each embedding set (a file, or texts
+//! embedded on the fly with a model) it runs every task whose data is present, lays the genes out
+//! with UMAP coloured by a gene task's classes, and writes the report (`viz::report`).
+//!
+//! A suite file (TOML) names the sets; paths in it are relative to the file:
+//!
+//! ```toml
+//! name = "minilm"
+//! data = "../shared/data"   # optional: else --data, $BFTKIT_DATA, ./data, or the fixtures
+//! seed = 0
+//! baseline = true           # add the random N(0,1) control
+//! tasks = ["all"]
+//! umap = true
+//! umap_task = "dosage_sensitive_tfs"   # optional: colour UMAPs by this gene task
+//!
+//! [[embeddings]]
+//! name = "MiniLM, GO profiles"
+//! texts = "../shared/data/gene_profiles_go/gene_profiles_go.tsv"
+//! model = "models/all-MiniLM-L6-v2"
+//!
+//! [[embeddings]]
+//! file = "my_genes.safetensors"
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::embed::texts::GeneTexts;
+use crate::embed::{self, EncodeOptions, TextEncoder};
+use crate::eval::dataset;
+use crate::eval::logreg::LogisticRegression;
+use crate::eval::probe::{PairFeature, Solver};
+use crate::eval::suite::{self, EmbeddingInfo, EmbeddingSet, ProbeOptions};
+use crate::eval::task::{TaskGroup, TaskSet, TaskSpec};
+use crate::io::{GeneEmbeddings, GeneIdMap, GeneResolver};
+use crate::viz::report::{RunResults, UmapLayout};
+use crate::viz::umap::{umap, UmapOptions};
+
+fn default_true() -> bool {
+    true
+}
+
+fn default_all() -> Vec<String> {
+    vec!["all".into()]
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteConfig {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub data: Option<PathBuf>,
+    #[serde(default)]
+    pub seed: u64,
+    #[serde(default = "default_true")]
+    pub baseline: bool,
+    #[serde(default = "default_all")]
+    pub tasks: Vec<String>,
+    #[serde(default = "default_true")]
+    pub umap: bool,
+    #[serde(default)]
+    pub umap_task: Option<String>,
+    #[serde(default)]
+    pub embeddings: Vec<EmbeddingSource>,
+}
+
+/// One embedding set of a suite: a file, or texts and a model to embed them with.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingSource {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    #[serde(default)]
+    pub texts: Option<PathBuf>,
+    #[serde(default)]
+    pub model: Option<PathBuf>,
+    #[serde(default)]
+    pub id_col: Option<String>,
+    #[serde(default)]
+    pub text_col: Option<String>,
+}
+
+impl SuiteConfig {
+    /// Reads a suite file; relative paths become relative to its folder.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?;
+        let mut cfg: SuiteConfig = toml::from_str(&text)
+            .with_context(|| format!("{}: invalid suite file", path.display()))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let fix = |p: &mut Option<PathBuf>| {
+            if let Some(x) = p.as_mut() {
+                if x.is_relative() {
+                    *x = base.join(&*x);
+                }
+            }
+        };
+        fix(&mut cfg.data);
+        for e in &mut cfg.embeddings {
+            fix(&mut e.file);
+            fix(&mut e.texts);
+            fix(&mut e.model);
+        }
+        if cfg.name.is_none() {
+            cfg.name = path.file_stem().map(|s| s.to_string_lossy().to_string());
+        }
+        Ok(cfg)
+    }
+}
+
+/// Loads or computes one embedding set.
+fn load_set(
+    src: &EmbeddingSource,
+    k: usize,
+    on_note: &mut impl FnMut(String),
+) -> Result<EmbeddingSet> {
+    match (&src.file, &src.texts, &src.model) {
+        (Some(file), None, None) => {
+            let mut set = EmbeddingSet::from_file(file)?;
+            if let Some(n) = &src.name {
+                set.name = n.clone();
+                set.info.name = n.clone();
+            }
+            Ok(set)
+        }
+        (None, Some(texts), Some(model)) => {
+            let gt = GeneTexts::read(
+                texts,
+                src.id_col.as_deref().unwrap_or("symbol"),
+                src.text_col.as_deref().unwrap_or("profile"),
+            )?;
+            let device = candle_core::Device::Cpu;
+            let encoder = TextEncoder::load(model, None, embed::Backend::Fast, &device)?;
+            let opts = EncodeOptions {
+                batch_size: 32,
+                pooling: encoder.default_pooling(),
+                normalize: true,
+            };
+            on_note(format!(
+                "embedding {} texts of {} with {}",
+                gt.len(),
+                texts.display(),
+                model.display()
+            ));
+            let (emb, report) = embed::embed_genes(&encoder, None, &gt, &opts, false, |_| {})?;
+            let name = src.name.clone().unwrap_or_else(|| format!("set{}", k + 1));
+            let info = EmbeddingInfo {
+                name: name.clone(),
+                path: format!("{} + {}", texts.display(), model.display()),
+                sha256: String::new(),
+                genes: emb.len(),
+                dim: emb.dim,
+                source: format!(
+                    "embedded on the fly: {} texts, {} missing",
+                    report.genes_embedded,
+                    report.missing.len()
+                ),
+            };
+            Ok(EmbeddingSet {
+                name,
+                embeddings: emb,
+                info,
+            })
+        }
+        _ => bail!(
+            "embedding set {}: give either `file`, or `texts` and `model`",
+            src.name.clone().unwrap_or_else(|| format!("#{}", k + 1))
+        ),
+    }
+}
+
+/// Everything `run_suite` needs beyond the config.
+pub struct RunContext<'a> {
+    pub data_dir: PathBuf,
+    pub fixtures: bool,
+    pub tasks: &'a TaskSet,
+    pub gene_map: Option<(&'a GeneIdMap, &'a Path)>,
+}
+
+/// The classes of a gene task for every gene of a set: (class names, class per gene).
+fn gene_classes(
+    task: &TaskSpec,
+    ctx: &RunContext,
+    emb: &GeneEmbeddings,
+    seed: u64,
+) -> Option<(Vec<String>, Vec<Option<usize>>)> {
+    if task.group != TaskGroup::Gene {
+        return None;
+    }
+    let resolver = GeneResolver::new(emb, ctx.gene_map.map(|(m, _)| m));
+    let ds = dataset::build(task, &ctx.data_dir, &resolver, None, seed).ok()?;
+    let mut classes = vec![None; emb.len()];
+    for (ex, &label) in ds.examples.iter().zip(&ds.labels) {
+        if let [g] = ex.as_slice() {
+            classes[*g] = Some(if label { 0 } else { 1 });
+        }
+    }
+    let name = |v: &[String], d: &str| {
+        if v.is_empty() {
+            d.to_string()
+        } else {
+            v.join(" / ")
+        }
+    };
+    Some((
+        vec![
+            name(&task.data.positive, "positive"),
+            name(&task.data.negative, "negative"),
+        ],
+        classes,
+    ))
+}
+
+/// Runs the suite: probes, UMAPs; `progress(step, total, what)` follows along.
+pub fn run_suite(
+    cfg: &SuiteConfig,
+    ctx: &RunContext,
+    mut progress: impl FnMut(usize, usize, &str),
+) -> Result<RunResults> {
+    if cfg.embeddings.is_empty() {
+        bail!("the suite names no embedding sets");
+    }
+    let selected = ctx.tasks.select(&cfg.tasks)?;
+    let umap_steps = if cfg.umap {
+        cfg.embeddings.len() + cfg.baseline as usize
+    } else {
+        0
+    };
+    let total = cfg.embeddings.len() + selected.len() + umap_steps;
+    let mut step = 0;
+    let mut sets = Vec::new();
+    for (k, src) in cfg.embeddings.iter().enumerate() {
+        progress(step, total, &format!("embedding set {}", k + 1));
+        sets.push(load_set(src, k, &mut |m| progress(step, total, &m))?);
+        step += 1;
+    }
+    let mut names = std::collections::HashSet::new();
+    for s in &mut sets {
+        let base = s.name.clone();
+        let mut n = 2;
+        while !names.insert(s.name.clone()) {
+            s.name = format!("{base}_{n}");
+            n += 1;
+        }
+        s.info.name = s.name.clone();
+    }
+    if cfg.baseline {
+        sets.push(EmbeddingSet::random_like(&sets[0].embeddings, cfg.seed));
+    }
+    let opts = ProbeOptions {
+        data_dir: ctx.data_dir.clone(),
+        seed: cfg.seed,
+        folds: None,
+        pair_feature: PairFeature::Sum,
+        model: LogisticRegression::default(),
+        solver: Solver::Lbfgs,
+        skip_unavailable: true,
+        export_folds: None,
+    };
+    let probe = suite::run_probe(
+        &selected,
+        &sets,
+        ctx.gene_map,
+        &opts,
+        &ctx.tasks.origin,
+        |t| {
+            progress(step, total, &t.name);
+            step += 1;
+        },
+    )?;
+    let mut umaps = Vec::new();
+    if cfg.umap {
+        let colour_task: Option<&TaskSpec> = match &cfg.umap_task {
+            Some(name) => Some(
+                ctx.tasks
+                    .tasks
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .with_context(|| format!("umap_task '{name}' is not a known task"))?,
+            ),
+            None => probe
+                .results
+                .iter()
+                .filter(|r| r.group == TaskGroup::Gene)
+                .find_map(|r| ctx.tasks.tasks.iter().find(|t| t.name == r.task)),
+        };
+        for set in &sets {
+            progress(step, total, &format!("UMAP of {}", set.name));
+            step += 1;
+            let start = Instant::now();
+            let e = &set.embeddings;
+            let uo = UmapOptions {
+                seed: cfg.seed,
+                ..UmapOptions::default()
+            };
+            let flat = umap(&e.values, e.len(), e.dim, &uo)
+                .with_context(|| format!("UMAP of {}", set.name))?;
+            let (class_names, classes, task) =
+                match colour_task.and_then(|t| gene_classes(t, ctx, e, cfg.seed).map(|c| (c, t))) {
+                    Some(((n, c), t)) => (n, c, t.name.clone()),
+                    None => (Vec::new(), vec![None; e.len()], String::new()),
+                };
+            umaps.push(UmapLayout {
+                embedding_set: set.name.clone(),
+                colour_task: task,
+                class_names,
+                genes: e.ids.clone(),
+                xy: flat.chunks(2).map(|p| [p[0], p[1]]).collect(),
+                classes,
+                n_neighbors: uo.n_neighbors,
+                min_dist: uo.min_dist,
+                seed: uo.seed,
+                runtime_s: start.elapsed().as_secs_f64(),
+            });
+        }
+    }
+    progress(total, total, "done");
+    Ok(RunResults {
+        bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
+        name: cfg.name.clone().unwrap_or_else(|| "run".into()),
+        fixtures: ctx.fixtures,
+        probe,
+        umaps,
+        not_run: ["cell", "integration", "perturbation"]
+            .iter()
+            .map(|g| {
+                (
+                    g.to_string(),
+                    "not implemented yet in bftkit (issue 5)".to_string(),
+                )
+            })
+            .collect(),
+    })
+}

@@ -1,0 +1,507 @@
+//! The report: one self-contained HTML file (inline CSS and base64 PNGs; no JavaScript, no
+//! external references) beside `results.json`, which holds every number it shows.
+//!
+//! Summary table: one row per embedding set, one column per task grouped gene / pair / cell /
+//! integration / perturbation, the best value per column marked, and the published reference
+//! rows of the task files beside. Details: per result, examples, coverage, protocol and seed.
+//! Figures: score bars per group, a scIB-style table, and a UMAP per embedding set.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+
+use super::plot;
+use crate::eval::suite::{ProbeReport, TaskResult};
+
+/// The task groups of the report, in column order.
+pub const GROUPS: [&str; 5] = ["gene", "pair", "cell", "integration", "perturbation"];
+
+/// A 2-D UMAP of one embedding set, coloured by the classes of one task.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UmapLayout {
+    pub embedding_set: String,
+    /// The task whose labels colour the points ("" when none had labels for this set).
+    pub colour_task: String,
+    pub class_names: Vec<String>,
+    pub genes: Vec<String>,
+    pub xy: Vec<[f32; 2]>,
+    pub classes: Vec<Option<usize>>,
+    pub n_neighbors: usize,
+    pub min_dist: f64,
+    pub seed: u64,
+    pub runtime_s: f64,
+}
+
+/// Everything one `bftkit run` computed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunResults {
+    pub bftkit_version: String,
+    pub name: String,
+    /// True when the run used the built-in synthetic fixtures.
+    pub fixtures: bool,
+    pub probe: ProbeReport,
+    pub umaps: Vec<UmapLayout>,
+    /// Task groups not evaluated, with the reason.
+    pub not_run: Vec<(String, String)>,
+}
+
+/// `results.json`: the runs a report shows.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ReportData {
+    pub runs: Vec<RunResults>,
+}
+
+impl ReportData {
+    /// Reads `results.json` files (each a [`ReportData`] or a single [`RunResults`]).
+    pub fn read_all(paths: &[PathBuf]) -> Result<Self> {
+        let mut runs = Vec::new();
+        for p in paths {
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not valid JSON", p.display()))?;
+            if v.get("runs").is_some() {
+                let d: ReportData = serde_json::from_value(v)
+                    .with_context(|| format!("{}: not a bftkit results file", p.display()))?;
+                runs.extend(d.runs);
+            } else {
+                runs.push(
+                    serde_json::from_value(v)
+                        .with_context(|| format!("{}: not a bftkit results file", p.display()))?,
+                );
+            }
+        }
+        if runs.is_empty() {
+            bail!("no results to report");
+        }
+        Ok(Self { runs })
+    }
+}
+
+/// One column of the summary: a task and its scores per row.
+struct Column<'a> {
+    task: &'a str,
+    title: &'a str,
+    group: String,
+    metric: &'a str,
+}
+
+/// The summary grid: rows (embedding sets, unique names across runs), columns (tasks in group
+/// order), and the main-metric result per cell.
+pub struct Summary<'a> {
+    pub rows: Vec<String>,
+    columns: Vec<Column<'a>>,
+    cells: BTreeMap<(usize, usize), &'a TaskResult>,
+}
+
+fn group_of(r: &TaskResult) -> String {
+    serde_json::to_value(r.group)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_else(|| "gene".into())
+}
+
+fn main_value(r: &TaskResult) -> (f64, f64) {
+    let s = &r.scores;
+    let m = match r.main_metric.as_str() {
+        "average_precision" => &s.average_precision,
+        "accuracy" => &s.accuracy,
+        "f1" => &s.f1,
+        _ => &s.roc_auc,
+    };
+    (m.mean, m.sd)
+}
+
+impl<'a> Summary<'a> {
+    pub fn new(data: &'a ReportData) -> Self {
+        let mut rows: Vec<String> = Vec::new();
+        let mut columns: Vec<Column<'a>> = Vec::new();
+        let mut cells = BTreeMap::new();
+        for run in &data.runs {
+            // Set names are made unique across runs by the run's name.
+            let mut rename = BTreeMap::new();
+            for s in &run.probe.embedding_sets {
+                let mut name = s.name.clone();
+                if rows.contains(&name) {
+                    name = format!("{} ({})", s.name, run.name);
+                }
+                rows.push(name.clone());
+                rename.insert(s.name.clone(), rows.len() - 1);
+            }
+            for r in &run.probe.results {
+                let col = match columns.iter().position(|c| c.task == r.task) {
+                    Some(c) => c,
+                    None => {
+                        columns.push(Column {
+                            task: &r.task,
+                            title: &r.title,
+                            group: group_of(r),
+                            metric: &r.main_metric,
+                        });
+                        columns.len() - 1
+                    }
+                };
+                if let Some(&row) = rename.get(&r.embedding_set) {
+                    cells.insert((row, col), r);
+                }
+            }
+        }
+        // Stable sort of columns by group order; cells follow their column.
+        let mut order: Vec<usize> = (0..columns.len()).collect();
+        order.sort_by_key(|&c| GROUPS.iter().position(|g| *g == columns[c].group));
+        let mut new_cells = BTreeMap::new();
+        for (new, &old) in order.iter().enumerate() {
+            for row in 0..rows.len() {
+                if let Some(r) = cells.get(&(row, old)) {
+                    new_cells.insert((row, new), *r);
+                }
+            }
+        }
+        let mut slots: Vec<Option<Column<'a>>> = columns.into_iter().map(Some).collect();
+        let columns = order
+            .iter()
+            .map(|&c| slots[c].take().expect("each column once"))
+            .collect();
+        Self {
+            rows,
+            columns,
+            cells: new_cells,
+        }
+    }
+
+    /// The row(s) holding the best (highest) main-metric mean of a column.
+    pub fn best_rows(&self, col: usize) -> Vec<usize> {
+        let vals: Vec<(usize, f64)> = (0..self.rows.len())
+            .filter_map(|r| self.cells.get(&(r, col)).map(|t| (r, main_value(t).0)))
+            .collect();
+        let best = vals.iter().map(|v| v.1).fold(f64::NEG_INFINITY, f64::max);
+        vals.iter().filter(|v| v.1 == best).map(|v| v.0).collect()
+    }
+
+    pub fn tasks(&self) -> Vec<String> {
+        self.columns.iter().map(|c| c.task.to_string()).collect()
+    }
+
+    /// Main-metric mean of a cell.
+    pub fn value(&self, row: usize, col: usize) -> Option<f64> {
+        self.cells.get(&(row, col)).map(|t| main_value(t).0)
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn png_data_uri(path: &Path) -> Result<String> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
+    Ok(format!(
+        "data:image/png;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    ))
+}
+
+const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px;color:#222}\
+table{border-collapse:collapse;margin:8px 0 20px}th,td{border:1px solid #ccc;padding:4px 8px;\
+text-align:right;font-size:13px}th{background:#f0f0f0}td.name,th.name{text-align:left}\
+td.best{background:#dff0d8;font-weight:bold}tr.ref td{color:#555;font-style:italic;\
+background:#fafafa}.note{color:#555;font-size:13px}img{max-width:100%;border:1px solid #ddd;\
+margin:6px 0}h2{margin-top:28px}";
+
+/// Writes `index.html`, the PNG figures and `results.json` into `out`; returns the HTML path.
+pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let json = out.join("results.json");
+    std::fs::write(&json, serde_json::to_string_pretty(data)?)
+        .with_context(|| format!("{}: cannot write", json.display()))?;
+    let s = Summary::new(data);
+    let mut figures: Vec<(String, PathBuf)> = Vec::new();
+    // Score bars, one figure per group present.
+    for g in GROUPS {
+        let cols: Vec<usize> = (0..s.columns.len())
+            .filter(|&c| s.columns[c].group == g)
+            .collect();
+        if cols.is_empty() {
+            continue;
+        }
+        let tasks: Vec<String> = cols
+            .iter()
+            .map(|&c| s.columns[c].task.to_string())
+            .collect();
+        let values: Vec<Vec<Option<(f64, f64)>>> = (0..s.rows.len())
+            .map(|r| {
+                cols.iter()
+                    .map(|&c| s.cells.get(&(r, c)).map(|t| main_value(t)))
+                    .collect()
+            })
+            .collect();
+        let path = out.join(format!("scores_{g}.png"));
+        let width = (220 + 160 * tasks.len() as u32).max(700);
+        plot::bars_png(
+            &path,
+            &format!("{g}-level tasks: main metric, mean ± sd over folds"),
+            "score",
+            &tasks,
+            &s.rows,
+            &values,
+            (width, 520),
+        )?;
+        figures.push((format!("Scores, {g}-level tasks"), path));
+    }
+    if !s.columns.is_empty() {
+        let path = out.join("table.png");
+        let values: Vec<Vec<Option<f64>>> = (0..s.rows.len())
+            .map(|r| (0..s.columns.len()).map(|c| s.value(r, c)).collect())
+            .collect();
+        plot::table_png(&path, "Main metric per task", &s.tasks(), &s.rows, &values)?;
+        figures.push(("Results table".into(), path));
+    }
+    for (k, run) in data.runs.iter().enumerate() {
+        for u in &run.umaps {
+            let safe: String = u
+                .embedding_set
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+                .collect();
+            let path = out.join(format!("umap_{k}_{safe}.png"));
+            let title = if u.colour_task.is_empty() {
+                format!("UMAP of {} ({} genes)", u.embedding_set, u.genes.len())
+            } else {
+                format!(
+                    "UMAP of {} ({} genes), coloured by {}",
+                    u.embedding_set,
+                    u.genes.len(),
+                    u.colour_task
+                )
+            };
+            plot::scatter_png(&path, &title, &u.xy, &u.classes, &u.class_names, (900, 700))?;
+            figures.push((
+                format!(
+                    "UMAP, {} (n_neighbors {}, min_dist {}, seed {}, {:.1} s)",
+                    u.embedding_set, u.n_neighbors, u.min_dist, u.seed, u.runtime_s
+                ),
+                path,
+            ));
+        }
+    }
+    let html = html(data, &s, &figures)?;
+    let index = out.join("index.html");
+    std::fs::write(&index, html).with_context(|| format!("{}: cannot write", index.display()))?;
+    Ok(index)
+}
+
+fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result<String> {
+    let mut h = String::new();
+    let title = data
+        .runs
+        .iter()
+        .map(|r| r.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    writeln!(
+        h,
+        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>bftkit report: {}</title>\
+         <style>{CSS}</style></head><body>",
+        esc(&title)
+    )?;
+    writeln!(h, "<h1>bftkit report: {}</h1>", esc(&title))?;
+    for run in &data.runs {
+        let p = &run.probe;
+        writeln!(
+            h,
+            "<p class=\"note\">Run <b>{}</b>: bftkit {}, data {}{}, seed {}, classifier {} (C = {}, \
+             standardised), {:.1} s. Every number is in <a href=\"results.json\">results.json</a>.</p>",
+            esc(&run.name),
+            esc(&run.bftkit_version),
+            esc(&p.data_dir),
+            if run.fixtures {
+                " (<b>built-in synthetic fixtures</b>, planted signal: not real biology)"
+            } else {
+                ""
+            },
+            p.seed,
+            esc(&p.classifier.model),
+            p.classifier.c,
+            p.runtime_s
+        )?;
+    }
+    // Summary table with group header row.
+    writeln!(
+        h,
+        "<h2>Summary</h2><table><tr><th class=\"name\" rowspan=\"2\">embedding set</th>"
+    )?;
+    let mut spans: Vec<(String, usize)> = Vec::new();
+    for c in &s.columns {
+        match spans.last_mut() {
+            Some((g, n)) if *g == c.group => *n += 1,
+            _ => spans.push((c.group.clone(), 1)),
+        }
+    }
+    for (g, n) in &spans {
+        write!(h, "<th colspan=\"{n}\">{}</th>", esc(g))?;
+    }
+    writeln!(h, "</tr><tr>")?;
+    for c in &s.columns {
+        write!(
+            h,
+            "<th title=\"{}\">{}<br><span class=\"note\">{}</span></th>",
+            esc(c.title),
+            esc(c.task),
+            esc(c.metric)
+        )?;
+    }
+    writeln!(h, "</tr>")?;
+    let best: Vec<Vec<usize>> = (0..s.columns.len()).map(|c| s.best_rows(c)).collect();
+    for (r, name) in s.rows.iter().enumerate() {
+        write!(h, "<tr><td class=\"name\">{}</td>", esc(name))?;
+        for (c, b) in best.iter().enumerate() {
+            match s.cells.get(&(r, c)) {
+                Some(t) => {
+                    let (m, sd) = main_value(t);
+                    let mark = b.contains(&r);
+                    write!(
+                        h,
+                        "<td{}>{m:.3} ± {sd:.3}{}</td>",
+                        if mark { " class=\"best\"" } else { "" },
+                        if mark { " ★" } else { "" }
+                    )?;
+                }
+                None => write!(h, "<td>–</td>")?,
+            }
+        }
+        writeln!(h, "</tr>")?;
+    }
+    // Published reference rows, from the task files.
+    let mut refs: Vec<String> = Vec::new();
+    for c in 0..s.columns.len() {
+        if let Some(t) = (0..s.rows.len()).find_map(|r| s.cells.get(&(r, c))) {
+            for x in &t.references {
+                if !refs.contains(&x.name) {
+                    refs.push(x.name.clone());
+                }
+            }
+        }
+    }
+    for name in &refs {
+        write!(
+            h,
+            "<tr class=\"ref\"><td class=\"name\">{} (published)</td>",
+            esc(name)
+        )?;
+        for (c, col) in s.columns.iter().enumerate() {
+            let found = (0..s.rows.len())
+                .find_map(|r| s.cells.get(&(r, c)))
+                .and_then(|t| {
+                    t.references
+                        .iter()
+                        .find(|x| &x.name == name && x.metric == col.metric)
+                });
+            match found {
+                Some(x) => match x.sd {
+                    Some(sd) => write!(
+                        h,
+                        "<td title=\"{}\">{:.3} ± {sd:.3}</td>",
+                        esc(&x.source),
+                        x.value
+                    )?,
+                    None => write!(h, "<td title=\"{}\">{:.3}</td>", esc(&x.source), x.value)?,
+                },
+                None => write!(h, "<td>–</td>")?,
+            }
+        }
+        writeln!(h, "</tr>")?;
+    }
+    writeln!(h, "</table>")?;
+    writeln!(
+        h,
+        "<p class=\"note\">★ best value of the column among the embedding sets (reference rows \
+         excluded). Values: mean ± population sd over folds.</p>"
+    )?;
+    let present: Vec<&str> = spans.iter().map(|(g, _)| g.as_str()).collect();
+    let mut missing: Vec<String> = Vec::new();
+    for run in &data.runs {
+        for (g, why) in &run.not_run {
+            if !present.contains(&g.as_str()) {
+                missing.push(format!("{}: {}", esc(g), esc(why)));
+            }
+        }
+        for t in &run.probe.skipped {
+            missing.push(format!("task {}: {}", esc(&t.task), esc(&t.reason)));
+        }
+    }
+    if !missing.is_empty() {
+        writeln!(h, "<h3>Not evaluated</h3><ul class=\"note\">")?;
+        for m in missing {
+            writeln!(h, "<li>{m}</li>")?;
+        }
+        writeln!(h, "</ul>")?;
+    }
+    // Details: coverage and seeds per result.
+    writeln!(
+        h,
+        "<h2>Details</h2><table><tr><th class=\"name\">task</th><th class=\"name\">embedding set\
+         </th><th>n (+/−)</th><th>coverage</th><th>genes matched</th><th>ROC-AUC</th><th>AP</th>\
+         <th>accuracy</th><th>F1</th><th class=\"name\">protocol (seed)</th></tr>"
+    )?;
+    for run in &data.runs {
+        for t in &run.probe.results {
+            let sc = &t.scores;
+            writeln!(
+                h,
+                "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}/{}</td>\
+                 <td>{:.1}%</td><td>{}/{}</td><td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{:.3}</td>\
+                 <td>{:.3}</td><td class=\"name\">{}</td></tr>",
+                esc(&t.task),
+                esc(&t.embedding_set),
+                t.n_positive,
+                t.n_negative,
+                100.0 * t.coverage.fraction(),
+                t.coverage.genes_matched,
+                t.coverage.genes_total,
+                sc.roc_auc.mean,
+                sc.roc_auc.sd,
+                sc.average_precision.mean,
+                sc.accuracy.mean,
+                sc.f1.mean,
+                esc(&t.protocol)
+            )?;
+        }
+    }
+    writeln!(h, "</table><h2>Embedding sets</h2><table><tr><th class=\"name\">name</th>\
+               <th>genes</th><th>dims</th><th class=\"name\">source</th><th class=\"name\">SHA-256</th></tr>")?;
+    for run in &data.runs {
+        for e in &run.probe.embedding_sets {
+            writeln!(
+                h,
+                "<tr><td class=\"name\">{}</td><td>{}</td><td>{}</td><td class=\"name\">{}</td>\
+                 <td class=\"name\">{}</td></tr>",
+                esc(&e.name),
+                e.genes,
+                e.dim,
+                esc(&e.source),
+                esc(if e.sha256.is_empty() {
+                    "generated"
+                } else {
+                    &e.sha256
+                })
+            )?;
+        }
+    }
+    writeln!(h, "</table><h2>Figures</h2>")?;
+    for (caption, path) in figures {
+        writeln!(
+            h,
+            "<figure><img alt=\"{0}\" src=\"{1}\"><figcaption class=\"note\">{0}</figcaption></figure>",
+            esc(caption),
+            png_data_uri(path)?
+        )?;
+    }
+    writeln!(h, "</body></html>")?;
+    Ok(h)
+}

@@ -1,0 +1,755 @@
+//! UMAP (McInnes et al. 2018), written here rather than taken from `umap-rs`: umap-rs 0.4.5 has a
+//! wrong gradient denominator (kNN preservation 0.395 vs 1.000 on separated clusters,
+//! FINDINGS.md), is unseeded and panics on bad input.
+//!
+//! The steps follow umap-learn 0.5: exact k nearest neighbours (euclidean, the point itself
+//! included, blocked GEMM on all cores), smooth kNN distances (ρ, σ by bisection to log2 k), the
+//! fuzzy simplicial set with fuzzy union, spectral initialisation (eigenvectors 2..=dim of the
+//! normalised graph, by subspace iteration), then SGD with negative sampling on the curve
+//! 1 / (1 + a d^2b) fitted to `min_dist` and `spread`. The SGD is single-threaded, so a seed fixes
+//! the layout bit for bit (umap-learn also runs single-threaded when seeded).
+
+use anyhow::{bail, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct UmapOptions {
+    pub n_neighbors: usize,
+    pub n_components: usize,
+    pub min_dist: f64,
+    pub spread: f64,
+    /// 0 = umap-learn's choice: 200 epochs above 10,000 points, else 500.
+    pub n_epochs: usize,
+    pub negative_sample_rate: usize,
+    pub learning_rate: f64,
+    pub seed: u64,
+}
+
+impl Default for UmapOptions {
+    fn default() -> Self {
+        Self {
+            n_neighbors: 15,
+            n_components: 2,
+            min_dist: 0.1,
+            spread: 1.0,
+            n_epochs: 0,
+            negative_sample_rate: 5,
+            learning_rate: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+/// The k nearest neighbours of every row (itself first), by euclidean distance: indices and
+/// distances, `k` per row, nearest first.
+pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
+    let norms: Vec<f32> = x.chunks(d).map(|r| r.iter().map(|v| v * v).sum()).collect();
+    const BLOCK: usize = 256;
+    let mut idx = vec![0u32; n * k];
+    let mut dist = vec![0f32; n * k];
+    idx.par_chunks_mut(BLOCK * k)
+        .zip(dist.par_chunks_mut(BLOCK * k))
+        .enumerate()
+        .for_each(|(blk, (idx, dist))| {
+            let i0 = blk * BLOCK;
+            let m = idx.len() / k;
+            // g = X[i0..i0+m] · Xᵀ  (m × n)
+            let mut g = vec![0f32; m * n];
+            crate::linalg::matmul(m, n, d, &x[i0 * d..], d, 1, x, 1, d, &mut g, n, 1.0);
+            let mut cand: Vec<(f32, u32)> = Vec::with_capacity(n);
+            for r in 0..m {
+                let i = i0 + r;
+                cand.clear();
+                let row = &g[r * n..(r + 1) * n];
+                for (j, &dot) in row.iter().enumerate() {
+                    let d2 = if i == j {
+                        -1.0 // the point itself always comes first
+                    } else {
+                        (norms[i] + norms[j] - 2.0 * dot).max(0.0)
+                    };
+                    cand.push((d2, j as u32));
+                }
+                let kk = k.min(n);
+                if kk < n {
+                    cand.select_nth_unstable_by(kk - 1, |a, b| {
+                        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
+                    });
+                }
+                cand[..kk].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+                for (t, &(d2, j)) in cand[..kk].iter().enumerate() {
+                    idx[r * k + t] = j;
+                    dist[r * k + t] = d2.max(0.0).sqrt();
+                }
+            }
+        });
+    (idx, dist)
+}
+
+/// ρ (distance to the nearest other point) and σ per point, so that the memberships of its
+/// neighbours sum to log2(k) (umap-learn's `smooth_knn_dist`).
+fn smooth_knn_dist(dist: &[f32], n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
+    let target = (k as f64).log2();
+    let mean_all = dist.iter().map(|&v| v as f64).sum::<f64>() / dist.len().max(1) as f64;
+    let mut rho = vec![0.0; n];
+    let mut sigma = vec![0.0; n];
+    for i in 0..n {
+        let row: Vec<f64> = dist[i * k..(i + 1) * k].iter().map(|&v| v as f64).collect();
+        let first = row.iter().copied().find(|&v| v > 0.0);
+        rho[i] = first.unwrap_or_else(|| row.iter().copied().fold(0.0, f64::max));
+        let (mut lo, mut hi, mut mid) = (0.0, f64::INFINITY, 1.0);
+        for _ in 0..64 {
+            let psum: f64 = row[1..]
+                .iter()
+                .map(|&v| {
+                    let dd = v - rho[i];
+                    if dd > 0.0 {
+                        (-dd / mid).exp()
+                    } else {
+                        1.0
+                    }
+                })
+                .sum();
+            if (psum - target).abs() < 1e-5 {
+                break;
+            }
+            if psum > target {
+                hi = mid;
+                mid = (lo + hi) / 2.0;
+            } else {
+                lo = mid;
+                mid = if hi.is_infinite() {
+                    mid * 2.0
+                } else {
+                    (lo + hi) / 2.0
+                };
+            }
+        }
+        let floor = if rho[i] > 0.0 {
+            1e-3 * row.iter().sum::<f64>() / k as f64
+        } else {
+            1e-3 * mean_all
+        };
+        sigma[i] = mid.max(floor);
+    }
+    (rho, sigma)
+}
+
+/// A symmetric sparse graph as COO edges (both directions present).
+pub struct Graph {
+    pub n: usize,
+    pub rows: Vec<u32>,
+    pub cols: Vec<u32>,
+    pub weights: Vec<f32>,
+}
+
+/// The fuzzy simplicial set: directed memberships, then the fuzzy union w + wᵀ − w∘wᵀ.
+pub fn fuzzy_graph(idx: &[u32], dist: &[f32], n: usize, k: usize) -> Graph {
+    let (rho, sigma) = smooth_knn_dist(dist, n, k);
+    let mut directed: Vec<(u32, u32, f32)> = Vec::with_capacity(n * k);
+    for i in 0..n {
+        for t in 0..k {
+            let j = idx[i * k + t];
+            if j as usize == i {
+                continue;
+            }
+            let dd = dist[i * k + t] as f64 - rho[i];
+            let w = if dd <= 0.0 {
+                1.0
+            } else {
+                (-dd / sigma[i]).exp()
+            };
+            directed.push((i as u32, j, w as f32));
+        }
+    }
+    // Both orientations, sorted by (row, col): an edge seen twice is (w_ij, w_ji).
+    let mut both: Vec<(u32, u32, f32)> = directed
+        .iter()
+        .flat_map(|&(i, j, w)| [(i, j, w), (j, i, w)])
+        .collect();
+    both.par_sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)).then(a.2.total_cmp(&b.2)));
+    let mut g = Graph {
+        n,
+        rows: Vec::new(),
+        cols: Vec::new(),
+        weights: Vec::new(),
+    };
+    let mut t = 0;
+    while t < both.len() {
+        let (i, j, a) = both[t];
+        let w = if t + 1 < both.len() && both[t + 1].0 == i && both[t + 1].1 == j {
+            let b = both[t + 1].2;
+            t += 2;
+            a + b - a * b
+        } else {
+            t += 1;
+            a
+        };
+        if w > 0.0 {
+            g.rows.push(i);
+            g.cols.push(j);
+            g.weights.push(w);
+        }
+    }
+    g
+}
+
+/// a, b of 1 / (1 + a x^2b) fitted (least squares) to 1 for x < min_dist and
+/// exp(-(x - min_dist) / spread) beyond, on 300 points over [0, 3·spread], as umap-learn does.
+pub fn find_ab(spread: f64, min_dist: f64) -> (f64, f64) {
+    let xs: Vec<f64> = (0..300).map(|i| 3.0 * spread * i as f64 / 299.0).collect();
+    let ys: Vec<f64> = xs
+        .iter()
+        .map(|&x| {
+            if x < min_dist {
+                1.0
+            } else {
+                (-(x - min_dist) / spread).exp()
+            }
+        })
+        .collect();
+    let sse = |a: f64, b: f64| -> f64 {
+        xs.iter()
+            .zip(&ys)
+            .map(|(&x, &y)| {
+                let f = 1.0 / (1.0 + a * x.powf(2.0 * b));
+                (f - y) * (f - y)
+            })
+            .sum()
+    };
+    // Levenberg-Marquardt on (a, b) from (1, 1), as scipy's curve_fit.
+    let (mut a, mut b, mut lambda) = (1.0f64, 1.0f64, 1e-3);
+    let mut cur = sse(a, b);
+    for _ in 0..500 {
+        let (mut jtj, mut jtr) = ([[0.0f64; 2]; 2], [0.0f64; 2]);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            if x <= 0.0 {
+                continue;
+            }
+            let p = x.powf(2.0 * b);
+            let den = 1.0 + a * p;
+            let f = 1.0 / den;
+            let da = -p / (den * den);
+            let db = -a * p * 2.0 * x.ln() / (den * den);
+            let r = y - f;
+            let jr = [da, db];
+            for u in 0..2 {
+                jtr[u] += jr[u] * r;
+                for v in 0..2 {
+                    jtj[u][v] += jr[u] * jr[v];
+                }
+            }
+        }
+        let m = [
+            [jtj[0][0] * (1.0 + lambda), jtj[0][1]],
+            [jtj[1][0], jtj[1][1] * (1.0 + lambda)],
+        ];
+        let det = m[0][0] * m[1][1] - m[0][1] * m[1][0];
+        if det.abs() < 1e-300 {
+            break;
+        }
+        let da = (m[1][1] * jtr[0] - m[0][1] * jtr[1]) / det;
+        let db = (m[0][0] * jtr[1] - m[1][0] * jtr[0]) / det;
+        let (na, nb) = (a + da, b + db);
+        let new = sse(na, nb);
+        if new < cur {
+            let done = (cur - new) < 1e-15 * cur.max(1e-300);
+            (a, b, cur) = (na, nb, new);
+            lambda *= 0.3;
+            if done {
+                break;
+            }
+        } else {
+            lambda *= 10.0;
+            if lambda > 1e12 {
+                break;
+            }
+        }
+    }
+    (a, b)
+}
+
+/// Eigenvectors 2..=dim+1 of D^-1/2 W D^-1/2 (the smallest non-trivial ones of the normalised
+/// Laplacian) by subspace iteration with Rayleigh-Ritz, scaled as umap-learn scales them.
+fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
+    let n = g.n;
+    let mut deg = vec![0.0f64; n];
+    for (&i, &w) in g.rows.iter().zip(&g.weights) {
+        deg[i as usize] += w as f64;
+    }
+    let inv_sqrt: Vec<f64> = deg
+        .iter()
+        .map(|&d| if d > 0.0 { 1.0 / d.sqrt() } else { 0.0 })
+        .collect();
+    // CSR of the normalised matrix, shifted: B = (I + D^-1/2 W D^-1/2) / 2 has eigenvalues in
+    // [0, 1] with the wanted ones largest.
+    let mut start = vec![0usize; n + 1];
+    for &i in &g.rows {
+        start[i as usize + 1] += 1;
+    }
+    for i in 0..n {
+        start[i + 1] += start[i];
+    }
+    let vals: Vec<f64> = g
+        .rows
+        .iter()
+        .zip(&g.cols)
+        .zip(&g.weights)
+        .map(|((&i, &j), &w)| w as f64 * inv_sqrt[i as usize] * inv_sqrt[j as usize])
+        .collect();
+    let apply = |v: &[f64], out: &mut [f64]| {
+        out.par_iter_mut().enumerate().for_each(|(i, o)| {
+            let mut s = 0.0;
+            for e in start[i]..start[i + 1] {
+                s += vals[e] * v[g.cols[e] as usize];
+            }
+            *o = 0.5 * (v[i] + s);
+        });
+    };
+    // The trivial eigenvector (eigenvalue 1): D^1/2 · 1.
+    let mut trivial: Vec<f64> = deg.iter().map(|d| d.sqrt()).collect();
+    normalize(&mut trivial);
+    let p = (dim + 4).min(n.saturating_sub(1)).max(dim);
+    let mut basis: Vec<Vec<f64>> = (0..p)
+        .map(|_| (0..n).map(|_| StandardNormal.sample(rng)).collect())
+        .collect();
+    let mut tmp = vec![0.0; n];
+    let mut last_ritz = vec![f64::NAN; p];
+    for it in 0..3000 {
+        for v in basis.iter_mut() {
+            apply(v, &mut tmp);
+            v.copy_from_slice(&tmp);
+        }
+        orthonormalize(&mut basis, &trivial);
+        if it % 10 == 9 {
+            let ritz = rayleigh_ritz(&mut basis, &apply);
+            let settled = ritz
+                .iter()
+                .zip(&last_ritz)
+                .take(dim)
+                .all(|(a, b)| (a - b).abs() < 1e-7);
+            last_ritz = ritz;
+            if settled {
+                break;
+            }
+        }
+    }
+    rayleigh_ritz(&mut basis, &apply);
+    let mut out = vec![0.0; n * dim];
+    for (c, v) in basis.iter().take(dim).enumerate() {
+        for i in 0..n {
+            out[i * dim + c] = v[i];
+        }
+    }
+    out
+}
+
+fn normalize(v: &mut [f64]) {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm > 0.0 {
+        v.iter_mut().for_each(|x| *x /= norm);
+    }
+}
+
+/// Modified Gram-Schmidt, every vector also made orthogonal to `trivial`.
+fn orthonormalize(basis: &mut [Vec<f64>], trivial: &[f64]) {
+    for a in 0..basis.len() {
+        let (done, rest) = basis.split_at_mut(a);
+        let v = &mut rest[0];
+        for u in done.iter().map(|u| u.as_slice()).chain([trivial]) {
+            let dot: f64 = v.iter().zip(u).map(|(x, y)| x * y).sum();
+            v.iter_mut().zip(u).for_each(|(x, y)| *x -= dot * y);
+        }
+        normalize(v);
+    }
+}
+
+// Dense p×p matrix code reads best with explicit indices.
+#[allow(clippy::needless_range_loop)]
+/// Rotates an orthonormal basis onto the Ritz vectors of the operator (largest Ritz value
+/// first); returns the Ritz values.
+fn rayleigh_ritz(basis: &mut [Vec<f64>], apply: &impl Fn(&[f64], &mut [f64])) -> Vec<f64> {
+    let p = basis.len();
+    let n = basis[0].len();
+    let mut av = vec![0.0; n];
+    let mut h = vec![vec![0.0; p]; p];
+    for b in 0..p {
+        apply(&basis[b], &mut av);
+        for a in 0..p {
+            h[a][b] = basis[a].iter().zip(&av).map(|(x, y)| x * y).sum();
+        }
+    }
+    for a in 0..p {
+        for b in 0..a {
+            let m = 0.5 * (h[a][b] + h[b][a]);
+            h[a][b] = m;
+            h[b][a] = m;
+        }
+    }
+    let (vals, vecs) = jacobi_eigen(h);
+    let mut order: Vec<usize> = (0..p).collect();
+    order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
+    let rotated: Vec<Vec<f64>> = order
+        .iter()
+        .map(|&c| {
+            let mut v = vec![0.0; n];
+            for (r, b) in basis.iter().enumerate() {
+                let w = vecs[r][c];
+                v.iter_mut().zip(b).for_each(|(x, y)| *x += w * y);
+            }
+            v
+        })
+        .collect();
+    for (b, r) in basis.iter_mut().zip(rotated) {
+        *b = r;
+    }
+    order.iter().map(|&c| vals[c]).collect()
+}
+
+#[allow(clippy::needless_range_loop)]
+/// Eigen-decomposition of a small symmetric matrix by cyclic Jacobi rotations: (values,
+/// vectors as columns).
+fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
+    let p = a.len();
+    let mut v = vec![vec![0.0; p]; p];
+    for (i, row) in v.iter_mut().enumerate() {
+        row[i] = 1.0;
+    }
+    for _ in 0..100 {
+        let off: f64 = (0..p)
+            .flat_map(|i| (0..p).filter(move |&j| j != i).map(move |j| (i, j)))
+            .map(|(i, j)| a[i][j] * a[i][j])
+            .sum();
+        if off < 1e-22 {
+            break;
+        }
+        for i in 0..p {
+            for j in i + 1..p {
+                if a[i][j].abs() < 1e-300 {
+                    continue;
+                }
+                let theta = (a[j][j] - a[i][i]) / (2.0 * a[i][j]);
+                let t = theta.signum() / (theta.abs() + (theta * theta + 1.0).sqrt());
+                let t = if theta == 0.0 { 1.0 } else { t };
+                let c = 1.0 / (t * t + 1.0).sqrt();
+                let s = t * c;
+                for k in 0..p {
+                    let (aki, akj) = (a[k][i], a[k][j]);
+                    a[k][i] = c * aki - s * akj;
+                    a[k][j] = s * aki + c * akj;
+                }
+                for k in 0..p {
+                    let (aik, ajk) = (a[i][k], a[j][k]);
+                    a[i][k] = c * aik - s * ajk;
+                    a[j][k] = s * aik + c * ajk;
+                }
+                for row in v.iter_mut() {
+                    let (vi, vj) = (row[i], row[j]);
+                    row[i] = c * vi - s * vj;
+                    row[j] = s * vi + c * vj;
+                }
+            }
+        }
+    }
+    ((0..p).map(|i| a[i][i]).collect(), v)
+}
+
+/// x^y for x > 0 via exp2(y · log2 x) with a 1e-5-accurate polynomial pair: the SGD spends most
+/// of its time here, and its gradients are clipped and noisy anyway.
+#[inline]
+fn fast_pow(x: f32, y: f32) -> f32 {
+    fast_exp2(y * fast_log2(x))
+}
+
+#[inline]
+fn fast_log2(x: f32) -> f32 {
+    let bits = x.to_bits();
+    let e = ((bits >> 23) & 0xff) as i32 - 127;
+    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // [1, 2)
+                                                                // log2(1 + t) on [0, 1): least-squares polynomial, max error 7e-7.
+    let t = m - 1.0;
+    let p = t
+        * (1.442_659_3
+            + t * (-0.720_458_3
+                + t * (0.472_893_4
+                    + t * (-0.324_294_9
+                        + t * (0.192_307_1 + t * (-0.078_356_9 + t * 0.015_251_0))))));
+    e as f32 + p
+}
+
+#[inline]
+fn fast_exp2(x: f32) -> f32 {
+    let x = x.clamp(-126.0, 126.0);
+    let xi = x.floor();
+    let f = x - xi;
+    // 2^f on [0, 1): least-squares polynomial, max error 3e-7.
+    let p = 1.0
+        + f * (0.693_152_7
+            + f * (0.240_153_2 + f * (0.055_828_2 + f * (0.008_989_0 + f * 0.001_876_6))));
+    p * f32::from_bits(((xi as i32 + 127) as u32) << 23)
+}
+
+/// UMAP layout of `n` rows of width `d` (row-major): `n × n_components` values, row-major.
+pub fn umap(x: &[f32], n: usize, d: usize, opts: &UmapOptions) -> Result<Vec<f32>> {
+    if n < 3 || d == 0 || x.len() != n * d {
+        bail!("UMAP needs at least 3 points with a matching data length");
+    }
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!("UMAP input: row {} has a non-finite value", i / d + 1);
+    }
+    let k = opts.n_neighbors.clamp(2, n);
+    let (idx, dist) = knn(x, n, d, k);
+    let g = fuzzy_graph(&idx, &dist, n, k);
+    Ok(layout(&g, opts))
+}
+
+/// The embedding of a fuzzy graph: spectral initialisation, then SGD.
+pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
+    let n = g.n;
+    let dim = opts.n_components;
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let n_epochs = match opts.n_epochs {
+        0 if n > 10_000 => 200,
+        0 => 500,
+        e => e,
+    };
+    // Initialisation: spectral, scaled to a max of 10, a little noise, then each axis to [0, 10].
+    let init = spectral_init(g, dim, &mut rng);
+    let max_abs = init.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
+    let mut emb: Vec<f32> = init
+        .iter()
+        .map(|&v| {
+            let noise: f64 = StandardNormal.sample(&mut rng);
+            (v * 10.0 / max_abs + 1e-4 * noise) as f32
+        })
+        .collect();
+    for c in 0..dim {
+        let (lo, hi) = (0..n).fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), i| {
+            (lo.min(emb[i * dim + c]), hi.max(emb[i * dim + c]))
+        });
+        let span = (hi - lo).max(1e-12);
+        for i in 0..n {
+            emb[i * dim + c] = 10.0 * (emb[i * dim + c] - lo) / span;
+        }
+    }
+    // Edges too weak to be sampled once in n_epochs are dropped, as umap-learn does.
+    let wmax = g.weights.iter().fold(0.0f32, |m, &w| m.max(w));
+    let keep: Vec<usize> = (0..g.weights.len())
+        .filter(|&e| g.weights[e] >= wmax / n_epochs as f32)
+        .collect();
+    let head: Vec<usize> = keep.iter().map(|&e| g.rows[e] as usize).collect();
+    let tail: Vec<usize> = keep.iter().map(|&e| g.cols[e] as usize).collect();
+    let eps: Vec<f64> = keep.iter().map(|&e| (wmax / g.weights[e]) as f64).collect();
+    let eps_neg: Vec<f64> = eps
+        .iter()
+        .map(|&e| e / opts.negative_sample_rate as f64)
+        .collect();
+    let mut next = eps.clone();
+    let mut next_neg = eps_neg.clone();
+    let (a, b) = find_ab(opts.spread, opts.min_dist);
+    let (a, b) = (a as f32, b as f32);
+    let clip = |v: f32| v.clamp(-4.0, 4.0);
+    let mut cur = vec![0f32; dim];
+    for epoch in 0..n_epochs {
+        let alpha = (opts.learning_rate * (1.0 - epoch as f64 / n_epochs as f64)) as f32;
+        let ep = epoch as f64;
+        for e in 0..head.len() {
+            if next[e] > ep {
+                continue;
+            }
+            let (j, k) = (head[e], tail[e]);
+            let mut d2 = 0.0f32;
+            for c in 0..dim {
+                let diff = emb[j * dim + c] - emb[k * dim + c];
+                d2 += diff * diff;
+            }
+            if d2 > 0.0 {
+                let coef = -2.0 * a * b * fast_pow(d2, b - 1.0) / (a * fast_pow(d2, b) + 1.0);
+                for c in 0..dim {
+                    let grad = clip(coef * (emb[j * dim + c] - emb[k * dim + c])) * alpha;
+                    emb[j * dim + c] += grad;
+                    emb[k * dim + c] -= grad;
+                }
+            }
+            next[e] += eps[e];
+            let n_neg = ((ep - next_neg[e]) / eps_neg[e]) as i64;
+            cur.copy_from_slice(&emb[j * dim..(j + 1) * dim]);
+            for _ in 0..n_neg.max(0) {
+                let k = rng.random_range(0..n);
+                if k == j {
+                    continue;
+                }
+                let mut d2 = 0.0f32;
+                for c in 0..dim {
+                    let diff = cur[c] - emb[k * dim + c];
+                    d2 += diff * diff;
+                }
+                if d2 > 0.0 {
+                    let coef = 2.0 * b / ((0.001 + d2) * (a * fast_pow(d2, b) + 1.0));
+                    for c in 0..dim {
+                        cur[c] += clip(coef * (cur[c] - emb[k * dim + c])) * alpha;
+                    }
+                }
+            }
+            emb[j * dim..(j + 1) * dim].copy_from_slice(&cur);
+            next_neg[e] += n_neg.max(0) as f64 * eps_neg[e];
+        }
+    }
+    emb
+}
+
+/// Trustworthiness (Venna & Kaski; scikit-learn's definition) of `low` as an embedding of
+/// `high`, with `k` neighbours: 1 means no point gains neighbours that were far away.
+pub fn trustworthiness(high: &[f32], d_high: usize, low: &[f32], d_low: usize, k: usize) -> f64 {
+    let n = high.len() / d_high;
+    // Rank of every point by distance in the original space, per row (exact).
+    let (low_idx, _) = knn(low, n, d_low, k + 1);
+    let norms: Vec<f32> = high
+        .chunks(d_high)
+        .map(|r| r.iter().map(|v| v * v).sum())
+        .collect();
+    let penalty: f64 = (0..n)
+        .into_par_iter()
+        .map(|i| {
+            let xi = &high[i * d_high..(i + 1) * d_high];
+            let d2: Vec<f32> = (0..n)
+                .map(|j| {
+                    if i == j {
+                        -1.0
+                    } else {
+                        let dot: f32 = xi
+                            .iter()
+                            .zip(&high[j * d_high..(j + 1) * d_high])
+                            .map(|(a, b)| a * b)
+                            .sum();
+                        norms[i] + norms[j] - 2.0 * dot
+                    }
+                })
+                .collect();
+            let mut sum = 0.0;
+            for &j in &low_idx[i * (k + 1) + 1..(i + 1) * (k + 1)] {
+                let j = j as usize;
+                // rank of j among i's neighbours in the original space (1 = nearest).
+                let rank = d2
+                    .iter()
+                    .enumerate()
+                    .filter(|&(t, &v)| t != i && (v < d2[j] || (v == d2[j] && t < j)))
+                    .count()
+                    + 1;
+                if rank > k {
+                    sum += (rank - k) as f64;
+                }
+            }
+            sum
+        })
+        .sum();
+    let (nf, kf) = (n as f64, k as f64);
+    1.0 - 2.0 / (nf * kf * (2.0 * nf - 3.0 * kf - 1.0)) * penalty
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `c` Gaussian clusters of `m` points in `d` dims, far apart; labels.
+    fn clusters(c: usize, m: usize, d: usize, seed: u64) -> (Vec<f32>, Vec<usize>) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for k in 0..c {
+            for _ in 0..m {
+                for t in 0..d {
+                    let centre = if t % c == k { 10.0 } else { 0.0 };
+                    let z: f32 = StandardNormal.sample(&mut rng);
+                    x.push(centre + z);
+                }
+                y.push(k);
+            }
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn ab_fit_matches_umap_learn_defaults() {
+        let (a, b) = find_ab(1.0, 0.1);
+        // umap-learn 0.5: find_ab_params(1.0, 0.1) = (1.5769434603113077, 0.8950608779109733)
+        assert!((a - 1.5769).abs() < 2e-3, "a = {a}");
+        assert!((b - 0.8951).abs() < 2e-3, "b = {b}");
+    }
+
+    #[test]
+    fn knn_is_exact_and_starts_with_the_point_itself() {
+        let (x, _) = clusters(3, 30, 5, 1);
+        let n = 90;
+        let (idx, dist) = knn(&x, n, 5, 6);
+        for i in 0..n {
+            assert_eq!(idx[i * 6] as usize, i);
+            let mut all: Vec<(f32, usize)> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| {
+                    let d: f32 = (0..5).map(|t| (x[i * 5 + t] - x[j * 5 + t]).powi(2)).sum();
+                    (d.sqrt(), j)
+                })
+                .collect();
+            all.sort_by(|a, b| a.0.total_cmp(&b.0));
+            for t in 0..5 {
+                assert!((dist[i * 6 + 1 + t] - all[t].0).abs() < 1e-3);
+            }
+        }
+    }
+
+    #[test]
+    fn separated_clusters_stay_separated_and_the_seed_fixes_the_layout() {
+        let (x, y) = clusters(3, 60, 8, 2);
+        let n = y.len();
+        let opts = UmapOptions {
+            seed: 7,
+            ..Default::default()
+        };
+        let emb = umap(&x, n, 8, &opts).unwrap();
+        assert_eq!(emb.len(), n * 2);
+        assert!(emb.iter().all(|v| v.is_finite()));
+        // Every point's 10 nearest neighbours in the layout share its cluster.
+        let (idx, _) = knn(&emb, n, 2, 11);
+        let agree = (0..n)
+            .flat_map(|i| (1..11).map(move |t| (i, t)))
+            .filter(|&(i, t)| y[idx[i * 11 + t] as usize] == y[i])
+            .count();
+        assert!(agree as f64 / (n * 10) as f64 > 0.98, "{agree}");
+        let tw = trustworthiness(&x, 8, &emb, 2, 10);
+        assert!(tw > 0.9, "trustworthiness {tw}");
+        assert_eq!(umap(&x, n, 8, &opts).unwrap(), emb);
+        let other = UmapOptions { seed: 8, ..opts };
+        assert_ne!(umap(&x, n, 8, &other).unwrap(), emb);
+    }
+
+    #[test]
+    fn trustworthiness_is_one_for_an_isometry_and_low_for_noise() {
+        let (x, _) = clusters(2, 40, 2, 3);
+        assert!((trustworthiness(&x, 2, &x, 2, 5) - 1.0).abs() < 1e-12);
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let noise: Vec<f32> = (0..x.len()).map(|_| rng.random::<f32>()).collect();
+        assert!(trustworthiness(&x, 2, &noise, 2, 5) < 0.8);
+    }
+
+    #[test]
+    fn fast_pow_is_accurate_enough() {
+        for &x in &[1e-4f32, 0.01, 0.5, 1.0, 3.7, 120.0] {
+            for &y in &[-0.105f32, 0.895, 1.79] {
+                let (f, e) = (fast_pow(x, y), x.powf(y));
+                assert!((f - e).abs() <= 2e-5 * e, "{x}^{y}: {f} vs {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_input_is_an_error() {
+        assert!(umap(&[1.0, 2.0], 2, 1, &UmapOptions::default()).is_err());
+        let x = [0.0, 1.0, f32::NAN, 2.0, 3.0, 4.0];
+        let err = umap(&x, 3, 2, &UmapOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("row 2"), "{err}");
+    }
+}
