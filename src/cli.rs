@@ -33,6 +33,8 @@ enum Command {
     Run(RunArgs),
     /// Re-render a report from saved results.json files, without recomputing.
     Report(ReportArgs),
+    /// 2-D UMAP layout of an embedding file (gene, x, y as TSV).
+    Umap(UmapArgs),
     /// List the benchmark tasks and whether their data is present.
     Tasks(DataArgs),
     /// Probe gene embeddings with logistic regression on benchmark tasks.
@@ -253,6 +255,13 @@ struct FinetuneArgs {
     /// Evaluate on --eval-data before training and every N optimizer steps.
     #[arg(long, value_name = "N", default_value_t = 10)]
     eval_every: usize,
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Base weights and activations: f32 or bf16 [default: f32 on CPU, bf16 on CUDA]. LoRA
+    /// adapters, their optimizer and the loss stay f32.
+    #[arg(long)]
+    dtype: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -276,6 +285,23 @@ struct RunArgs {
     no_umap: bool,
     #[command(flatten)]
     data: DataArgs,
+}
+
+#[derive(Args, Debug)]
+struct UmapArgs {
+    #[arg(long)]
+    embeddings: PathBuf,
+    #[arg(long)]
+    out: PathBuf,
+    #[arg(long, default_value_t = 15)]
+    n_neighbors: usize,
+    #[arg(long, default_value_t = 0.1)]
+    min_dist: f64,
+    /// 0 = 200 above 10,000 points, else 500 (as umap-learn).
+    #[arg(long, default_value_t = 0)]
+    n_epochs: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
 }
 
 #[derive(Args, Debug)]
@@ -314,6 +340,12 @@ struct DescribeArgs {
     /// User prompt; `{gene}` becomes the symbol [default: "tell me about gene {gene}."].
     #[arg(long)]
     prompt: Option<String>,
+    /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// f32 or bf16 [default: f32 on CPU, bf16 on CUDA].
+    #[arg(long)]
+    dtype: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -405,6 +437,33 @@ pub fn main() -> Result<()> {
         }
         Command::Describe(args) => describe(args),
         Command::Run(args) => run(args),
+        Command::Umap(args) => {
+            let start = std::time::Instant::now();
+            let e = crate::io::GeneEmbeddings::read(&args.embeddings)?;
+            let opts = crate::viz::umap::UmapOptions {
+                n_neighbors: args.n_neighbors,
+                min_dist: args.min_dist,
+                n_epochs: args.n_epochs,
+                seed: args.seed,
+                ..Default::default()
+            };
+            let xy = crate::viz::umap::umap(&e.values, e.len(), e.dim, &opts)?;
+            let mut text = String::from("gene\tx\ty\n");
+            for (g, p) in e.ids.iter().zip(xy.chunks(2)) {
+                text.push_str(&format!("{g}\t{}\t{}\n", p[0], p[1]));
+            }
+            std::fs::write(&args.out, text)
+                .with_context(|| format!("{}: cannot write", args.out.display()))?;
+            println!(
+                "UMAP of {} points x {} dims (seed {}) in {:.2} s; wrote {}",
+                e.len(),
+                e.dim,
+                args.seed,
+                start.elapsed().as_secs_f64(),
+                args.out.display()
+            );
+            Ok(())
+        }
         Command::Report(args) => {
             let data = crate::viz::report::ReportData::read_all(&args.results)?;
             let index = crate::viz::report::render(&data, &args.out)?;
@@ -692,6 +751,7 @@ fn embed(args: EmbedArgs) -> Result<()> {
 }
 
 fn finetune(args: FinetuneArgs) -> Result<()> {
+    let device = crate::model::parse_device(&args.device)?;
     use crate::model::lora::{LoraConfig, ALL_LINEAR};
     use crate::train::finetune::{finetune, FinetuneOptions};
     use crate::train::trainer::TrainConfig;
@@ -729,6 +789,8 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
         resume: args.resume,
         eval_data: args.eval_data,
         eval_every: args.eval_every,
+        device: device.clone(),
+        dtype: crate::model::parse_dtype(args.dtype.as_deref(), &device)?,
     };
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
@@ -759,7 +821,10 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
 fn describe(args: DescribeArgs) -> Result<()> {
     use crate::model::generate::{self, DescribeOptions};
     let genes = embed::texts::read_gene_list(&args.genes)?;
+    let device = crate::model::parse_device(&args.device)?;
     let opts = DescribeOptions {
+        dtype: crate::model::parse_dtype(args.dtype.as_deref(), &device)?,
+        device,
         model: args.model,
         adapter: args.adapter,
         template: args.template,

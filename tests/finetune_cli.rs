@@ -256,6 +256,34 @@ fn weights_lists_the_samples_bft_emphasises() {
 }
 
 #[test]
+fn held_out_evaluation_is_logged_before_during_and_after_training() {
+    let dir = setup("llama");
+    let opts = [
+        "--loss",
+        "sft",
+        "--max-steps",
+        "5",
+        "--eval-data",
+        "train.jsonl",
+    ];
+    finetune(&dir, "e", &[&opts[..], &["--eval-every", "2"]].concat()).success();
+    let evals: Vec<serde_json::Value> =
+        std::fs::read_to_string(dir.path().join("e/eval_log.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+    let steps: Vec<u64> = evals.iter().map(|e| e["step"].as_u64().unwrap()).collect();
+    assert_eq!(steps, vec![0, 2, 4, 5]);
+    let loss = |i: usize| evals[i]["loss"].as_f64().unwrap();
+    let prob = |i: usize| evals[i]["mean_prob"].as_f64().unwrap();
+    assert!(evals.iter().all(|e| e["samples"] == 6));
+    // SFT on these very samples lowers their cross-entropy and raises their probability.
+    assert!(loss(3) < loss(0), "{} -> {}", loss(0), loss(3));
+    assert!(prob(3) > prob(0) && prob(0) > 0.0 && prob(3) < 1.0);
+}
+
+#[test]
 fn describe_writes_profiles_that_embed_reads() {
     let dir = setup("qwen2");
     finetune(&dir, "a", &["--lora-r", "4", "--max-steps", "2"]).success();
@@ -315,4 +343,44 @@ fn describe_writes_profiles_that_embed_reads() {
     run(&["--adapter", "a"])
         .failure()
         .stderr(contains("adapter_model.safetensors"));
+}
+
+#[test]
+fn bf16_base_weights_train_f32_adapters_and_devices_are_checked() {
+    let dir = setup("qwen2");
+    let opts = ["--loss", "bft", "--lora-r", "4", "--max-steps", "6"];
+    finetune(&dir, "b16", &[&opts[..], &["--dtype", "bf16"]].concat()).success();
+    let steps = log(&dir, "b16");
+    let losses: Vec<f64> = steps.iter().map(|s| s["loss"].as_f64().unwrap()).collect();
+    assert!(losses.iter().all(|l| l.is_finite()));
+    let adapters = candle_core::safetensors::load(
+        dir.path().join("b16/adapter_model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert!(adapters
+        .values()
+        .all(|t| t.dtype() == candle_core::DType::F32));
+    // The bf16 run follows the f32 run (same seed, same data): the first step differs only by
+    // bf16 rounding of the forward pass; later steps drift a little.
+    finetune(&dir, "f32", &opts).success();
+    let f32_losses: Vec<f64> = log(&dir, "f32")
+        .iter()
+        .map(|s| s["loss"].as_f64().unwrap())
+        .collect();
+    assert!((losses[0] - f32_losses[0]).abs() < 0.01 * f32_losses[0]);
+    for (a, b) in losses.iter().zip(&f32_losses) {
+        assert!((a - b).abs() < 0.15 * b, "bf16 {a} vs f32 {b}");
+    }
+    finetune(&dir, "x", &["--full", "--dtype", "bf16"])
+        .failure()
+        .stderr(contains("full fine-tuning keeps f32"));
+    finetune(&dir, "x", &["--device", "tpu"])
+        .failure()
+        .stderr(contains("unknown device 'tpu'"));
+    if !cfg!(feature = "cuda") {
+        finetune(&dir, "x", &["--device", "cuda:0"])
+            .failure()
+            .stderr(contains("--features cuda"));
+    }
 }

@@ -296,11 +296,7 @@ impl Decoder {
     }
 
     /// [`Decoder::forward_hidden`] for training: `dropout` (seeded) drives LoRA dropout.
-    pub fn forward_hidden_t(
-        &self,
-        ids: &Tensor,
-        dropout: Option<&mut Dropout>,
-    ) -> Result<Tensor> {
+    pub fn forward_hidden_t(&self, ids: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
         if t > self.config.max_position_embeddings {
             candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
@@ -393,7 +389,7 @@ impl Decoder {
         self.lm_head.forward(hidden)
     }
 
-    /// Every weight under its Hugging Face name, adapters folded in (what `--merge` writes).
+    /// Every weight under its Hugging Face name, adapters folded in, f32 (what `--merge` writes).
     pub fn merged_tensors(&self) -> Result<Vec<(String, Tensor)>> {
         let mut out = vec![
             (
@@ -419,7 +415,10 @@ impl Decoder {
                 }
             }
         }
-        Ok(out)
+        // Written as f32 whatever the compute dtype.
+        out.into_iter()
+            .map(|(n, t)| Ok((n, t.to_dtype(DType::F32)?)))
+            .collect()
     }
 }
 

@@ -216,9 +216,10 @@ pub fn load_decoder(
     model: &Path,
     adapter: Option<&Path>,
     device: &Device,
+    dtype: DType,
 ) -> Result<(Decoder, Tokenizer)> {
     let pre = load_pretrained(model, device)?;
-    let base = VarBuilder::from_tensors(pre.tensors, DType::F32, device);
+    let base = VarBuilder::from_tensors(pre.tensors, dtype, device);
     let decoder = match adapter {
         None => Decoder::load(base, &pre.config)?,
         Some(dir) => {
@@ -255,6 +256,8 @@ pub struct DescribeOptions {
     pub user: String,
     pub max_new_tokens: usize,
     pub batch_size: usize,
+    pub device: Device,
+    pub dtype: DType,
 }
 
 /// What `bftkit describe` did (written beside the profiles as `OUT.describe.json`).
@@ -287,8 +290,12 @@ pub fn describe(
     if genes.is_empty() {
         bail!("no genes to describe");
     }
-    let device = Device::Cpu;
-    let (model, tokenizer) = load_decoder(&opts.model, opts.adapter.as_deref(), &device)?;
+    let (model, tokenizer) = load_decoder(
+        &opts.model,
+        opts.adapter.as_deref(),
+        &opts.device,
+        opts.dtype,
+    )?;
     let stop = stop_tokens(&tokenizer, opts.template);
     if stop.is_empty() {
         bail!(
@@ -366,7 +373,7 @@ mod tests {
     fn tiny(kind: &str) -> (tempfile::TempDir, Decoder) {
         let dir = tempfile::tempdir().unwrap();
         crate::fixtures::write_tiny_decoder(dir.path(), kind).unwrap();
-        let (model, _) = load_decoder(dir.path(), None, &Device::Cpu).unwrap();
+        let (model, _) = load_decoder(dir.path(), None, &Device::Cpu, DType::F32).unwrap();
         (dir, model)
     }
 

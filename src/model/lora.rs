@@ -115,11 +115,12 @@ impl AdaptedLinear {
         })
     }
 
-    /// W + scale · B A: the weight with the adapter folded in.
+    /// W + scale · B A: the weight with the adapter folded in (in f32).
     pub fn merged_weight(&self) -> candle_core::Result<Tensor> {
+        let w = self.base.weight().to_dtype(candle_core::DType::F32)?;
         match &self.adapter {
-            None => Ok(self.base.weight().clone()),
-            Some((a, b, scale)) => Ok((self.base.weight() + (b.matmul(a)? * *scale)?)?),
+            None => Ok(w),
+            Some((a, b, scale)) => w + (b.matmul(a)? * *scale)?,
         }
     }
 }
@@ -190,12 +191,15 @@ impl AdaptedLinear {
         match &self.adapter {
             None => Ok(y),
             Some((a, b, scale)) => {
+                // Adapters stay f32 (AdamW needs it) under bf16 base weights.
+                let x = x.to_dtype(a.dtype())?;
                 let x = match dropout {
-                    Some(d) => d.apply(x)?,
-                    None => x.clone(),
+                    Some(d) => d.apply(&x)?,
+                    None => x,
                 };
                 let low = x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
-                y + (low * *scale)?
+                let dtype = y.dtype();
+                y + (low * *scale)?.to_dtype(dtype)?
             }
         }
     }

@@ -16,6 +16,43 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use tokenizers::Tokenizer;
 
+/// The compute device named by `spec`: `cpu`, `cuda` or `cuda:N` (CUDA needs a build with
+/// `--features cuda`).
+pub fn parse_device(spec: &str) -> Result<Device> {
+    match spec {
+        "cpu" => Ok(Device::Cpu),
+        s if s == "cuda" || s.starts_with("cuda:") => {
+            let idx = match s.strip_prefix("cuda:") {
+                Some(n) => n
+                    .parse::<usize>()
+                    .with_context(|| format!("device '{s}': expected cuda:N"))?,
+                None => 0,
+            };
+            if cfg!(feature = "cuda") {
+                Device::new_cuda(idx).with_context(|| format!("device '{s}' is not available"))
+            } else {
+                bail!(
+                    "device '{s}': this bftkit was built without CUDA; rebuild with \
+                     `cargo build --release --features cuda`"
+                )
+            }
+        }
+        s => bail!("unknown device '{s}' (cpu, cuda, cuda:N)"),
+    }
+}
+
+/// The weight and activation dtype named by `spec` (`f32`, `bf16`), or the device's default:
+/// f32 on CPU, bf16 on CUDA.
+pub fn parse_dtype(spec: Option<&str>, device: &Device) -> Result<candle_core::DType> {
+    use candle_core::DType;
+    match spec {
+        None if device.is_cuda() => Ok(DType::BF16),
+        None | Some("f32") => Ok(DType::F32),
+        Some("bf16") => Ok(DType::BF16),
+        Some(s) => bail!("unknown dtype '{s}' (f32, bf16)"),
+    }
+}
+
 /// Largest absolute element-wise difference of two same-shaped tensors (parity checks).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
     (a - b)?

@@ -41,6 +41,9 @@ pub struct FinetuneOptions {
     /// Held-out conversations, evaluated before training and every `eval_every` steps.
     pub eval_data: Option<PathBuf>,
     pub eval_every: usize,
+    pub device: Device,
+    /// Base weights and activations (LoRA adapters and full fine-tuning stay f32).
+    pub dtype: DType,
 }
 
 /// One held-out evaluation, as written to `eval_log.jsonl`.
@@ -49,20 +52,30 @@ pub struct EvalLog {
     pub step: usize,
     /// Mean cross-entropy per response token (nats), unweighted whatever the training loss.
     pub loss: f64,
+    /// Mean probability of the gold response tokens (what DFT/BFT's token weighting rewards).
+    #[serde(default)]
+    pub mean_prob: f64,
     pub tokens: usize,
     pub samples: usize,
 }
 
-/// Mean response-token cross-entropy of `samples` under `model`, in batches.
-pub fn held_out_loss(model: &Decoder, samples: &[Sample], batch: usize) -> Result<(f64, usize)> {
-    let (mut sum, mut n) = (0.0, 0usize);
+/// Mean response-token cross-entropy and mean gold-token probability of `samples` under
+/// `model`, in batches; and the number of tokens.
+pub fn held_out_loss(
+    model: &Decoder,
+    samples: &[Sample],
+    batch: usize,
+) -> Result<(f64, f64, usize)> {
+    let (mut sum, mut prob, mut n) = (0.0, 0.0, 0usize);
     for chunk in samples.chunks(batch.max(1)) {
         for lp in response_logprobs(model, chunk)? {
             sum -= lp.iter().sum::<f64>();
+            prob += lp.iter().map(|l| l.exp()).sum::<f64>();
             n += lp.len();
         }
     }
-    Ok((sum / n.max(1) as f64, n))
+    let d = n.max(1) as f64;
+    Ok((sum / d, prob / d, n))
 }
 
 /// Chat-templated, tokenised samples of a JSONL file; also counts those cut at `max_len` and
@@ -168,9 +181,11 @@ pub fn finetune(
     opts: &FinetuneOptions,
     mut on_step: impl FnMut(&StepLog, usize),
 ) -> Result<FinetuneReport> {
-    let device = Device::Cpu;
+    let device = opts.device.clone();
     if let Some(l) = &opts.lora {
         l.check()?;
+    } else if opts.dtype != DType::F32 {
+        bail!("full fine-tuning keeps f32 weights; use --dtype f32 or LoRA");
     }
     let pre = load_pretrained(&opts.model, &device)?;
     let (samples, truncated, without_response) =
@@ -184,7 +199,7 @@ pub fn finetune(
     let varmap = VarMap::new();
     let model = match &opts.lora {
         Some(l) => Decoder::load_with_lora(
-            VarBuilder::from_tensors(pre.tensors.clone(), DType::F32, &device),
+            VarBuilder::from_tensors(pre.tensors.clone(), opts.dtype, &device),
             &pre.config,
             Some((l, VarBuilder::from_varmap(&varmap, DType::F32, &device))),
         )?,
@@ -276,10 +291,12 @@ pub fn finetune(
     };
     let mut evaluate = |step: usize, model: &Decoder| -> Result<()> {
         if let Some(f) = eval_log.as_mut() {
-            let (loss, tokens) = held_out_loss(model, &eval_samples, opts.train.batch_size)?;
+            let (loss, mean_prob, tokens) =
+                held_out_loss(model, &eval_samples, opts.train.batch_size)?;
             let e = EvalLog {
                 step,
                 loss,
+                mean_prob,
                 tokens,
                 samples: eval_samples.len(),
             };

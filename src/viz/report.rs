@@ -210,7 +210,7 @@ fn png_data_uri(path: &Path) -> Result<String> {
 const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px;color:#222}\
 table{border-collapse:collapse;margin:8px 0 20px}th,td{border:1px solid #ccc;padding:4px 8px;\
 text-align:right;font-size:13px}th{background:#f0f0f0}td.name,th.name{text-align:left}\
-td.best{background:#dff0d8;font-weight:bold}tr.ref td{color:#555;font-style:italic;\
+td.name{white-space:nowrap}.wide{overflow-x:auto}td.best{background:#dff0d8;font-weight:bold}tr.ref td{color:#555;font-style:italic;\
 background:#fafafa}.note{color:#555;font-size:13px}img{max-width:100%;border:1px solid #ddd;\
 margin:6px 0}h2{margin-top:28px}";
 
@@ -334,7 +334,7 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
     // Summary table with group header row.
     writeln!(
         h,
-        "<h2>Summary</h2><table><tr><th class=\"name\" rowspan=\"2\">embedding set</th>"
+        "<h2>Summary</h2><div class=\"wide\"><table><tr><th class=\"name\" rowspan=\"2\">embedding set</th>"
     )?;
     let mut spans: Vec<(String, usize)> = Vec::new();
     for c in &s.columns {
@@ -352,7 +352,7 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
             h,
             "<th title=\"{}\">{}<br><span class=\"note\">{}</span></th>",
             esc(c.title),
-            esc(c.task),
+            esc(c.task).replace('_', "_<wbr>"),
             esc(c.metric)
         )?;
     }
@@ -417,7 +417,7 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
         }
         writeln!(h, "</tr>")?;
     }
-    writeln!(h, "</table>")?;
+    writeln!(h, "</table></div>")?;
     writeln!(
         h,
         "<p class=\"note\">★ best value of the column among the embedding sets (reference rows \
