@@ -667,6 +667,14 @@ fn print_table(r: &ProbeReport) {
             if s.all_converged { " " } else { "!" },
             reference
         );
+        if !t.extra.is_empty() {
+            let extra: Vec<String> = t
+                .extra
+                .iter()
+                .map(|(k, v)| format!("{k} {:.3} ± {:.3}", v.mean, v.sd))
+                .collect();
+            println!("{:<34} {:<12} {}", "", "", extra.join(", "));
+        }
     }
     for s in &r.skipped {
         println!("{:<34} skipped: {}", s.task, s.reason);

@@ -191,6 +191,8 @@ pub fn write(dir: &Path) -> Result<()> {
         files.push((format!("gene_pairs_ylab/{name}.tsv"), t));
     }
 
+    files.extend(cell_files(&latent)?);
+
     for (rel, text) in files {
         let path = data.join(&rel);
         std::fs::create_dir_all(path.parent().expect("file in a folder"))?;
@@ -213,6 +215,50 @@ pub fn write(dir: &Path) -> Result<()> {
         "bftkit synthetic fixture (planted signal)".into(),
     )?;
     emb.write(&dir.join("embeddings.tsv"))
+}
+
+/// A small PBMC-like single-cell set in the pbmc68k_reduced layout: 4 planted cell types of 20
+/// cells over 150 genes (10 of them without an embedding). A type expresses most the genes whose
+/// latent vectors point along its own direction, so GenePT-w vectors of planted embeddings
+/// separate the types. Its own generator, so the gene-level files do not change.
+fn cell_files(latent: &[Vec<f32>]) -> Result<Vec<(String, String)>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 4);
+    let types = ["B cell", "CD14+ Monocyte", "CD4+ T", "NK"];
+    let genes: Vec<usize> = (0..140).chain(GENES - 10..GENES).collect();
+    let dirs: Vec<Vec<f32>> = types
+        .iter()
+        .map(|_| (0..DIM).map(|_| StandardNormal.sample(&mut rng)).collect())
+        .collect();
+    let mut x = String::from("cell");
+    for &g in &genes {
+        write!(x, ",{}", symbol(g))?;
+    }
+    x.push('\n');
+    let mut obs = String::from("cell,bulk_labels,n_genes\n");
+    for (t, dir) in dirs.iter().enumerate() {
+        let norm = dir.iter().map(|v| v * v).sum::<f32>().sqrt();
+        for c in 0..20 {
+            let cell = format!("CELL{t}{c:02}-1");
+            write!(x, "{cell}")?;
+            let mut expressed = 0;
+            for &g in &genes {
+                let s: f32 = latent[g].iter().zip(dir).map(|(a, b)| a * b).sum::<f32>() / norm;
+                let v = if rng.random::<f32>() < 0.4 {
+                    0.0
+                } else {
+                    (s.exp() * rng.random_range(0.5f32..1.5)).ln_1p()
+                };
+                expressed += (v > 0.0) as usize;
+                write!(x, ",{:.3}", v)?;
+            }
+            x.push('\n');
+            writeln!(obs, "{cell},{},{expressed}", types[t])?;
+        }
+    }
+    Ok(vec![
+        ("pbmc68k_reduced/pbmc68k_reduced_raw_lognorm.csv".into(), x),
+        ("pbmc68k_reduced/pbmc68k_reduced_obs.csv".into(), obs),
+    ])
 }
 
 /// Words of the tiny BERT's WordPiece vocabulary (after the five special tokens).

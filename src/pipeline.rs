@@ -208,10 +208,11 @@ fn gene_classes(
             v.join(" / ")
         }
     };
+    let data = task.data.as_ref()?;
     Some((
         vec![
-            name(&task.data.positive, "positive"),
-            name(&task.data.negative, "negative"),
+            name(&data.positive, "positive"),
+            name(&data.negative, "negative"),
         ],
         classes,
     ))

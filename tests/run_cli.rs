@@ -28,8 +28,8 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let data = ReportData::read_all(&[out.join("results.json")]).unwrap();
     let run = &data.runs[0];
     assert!(run.fixtures);
-    // Every task (13 built-in) and both embedding sets are in the report.
-    assert_eq!(run.probe.results.len(), 13 * 2);
+    // Every task (14 built-in) and both embedding sets are in the report.
+    assert_eq!(run.probe.results.len(), 14 * 2);
     for r in &run.probe.results {
         assert!(
             html.contains(&format!(">{}<", r.task)),
@@ -46,7 +46,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
         assert!(!html.contains(bad), "found {bad}");
     }
     let srcs: Vec<&str> = html.split("src=\"").skip(1).collect();
-    assert_eq!(srcs.len(), 2 + 1 + 2, "2 score figures, the table, 2 UMAPs");
+    assert_eq!(srcs.len(), 3 + 1 + 2, "3 score figures, the table, 2 UMAPs");
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
     assert!(html.contains("href=\"results.json\""));
     // The figures decode, with the sizes asked for.
@@ -65,7 +65,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     }
     assert_eq!(
         html.matches("★").count(),
-        13 + 1,
+        14 + 1,
         "one per column, one in the legend"
     );
     // Make the random set best on one task: the mark moves.

@@ -7,6 +7,7 @@
 //! one from the model folder's `config.json`.
 
 pub mod bert;
+pub mod cells;
 pub mod decoder;
 pub mod fastbert;
 pub mod texts;

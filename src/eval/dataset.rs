@@ -97,7 +97,7 @@ pub fn build(
         Protocol::FoldColumn { column } => Some(column),
         _ => None,
     };
-    let mut rows = read_rows(&task.data, data_dir, fold_col)?;
+    let mut rows = read_rows(task.label_source()?, data_dir, fold_col)?;
     let mut fixed_test = vec![false; rows.len()];
     if let Protocol::Fixed { test } = &task.protocol {
         let test_rows = read_rows(test, data_dir, None)?;
@@ -128,6 +128,10 @@ pub fn build(
     };
     let lookup = |g: &str| resolved[&g.to_ascii_uppercase()];
     let mut ds = match task.group {
+        TaskGroup::Cell => bail!(
+            "task '{}' is a cell task, not a gene or pair task",
+            task.name
+        ),
         TaskGroup::Gene => gene_examples(&rows, &lookup, &mut coverage),
         TaskGroup::Pair => pair_examples(
             &rows,

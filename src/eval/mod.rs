@@ -1,6 +1,7 @@
 //! Evaluation: benchmark tasks (data), datasets built from them, probing classifiers, splits and
 //! metrics. Metrics and the classifier are pure; only `task` reads files.
 
+pub mod cells;
 pub mod dataset;
 pub mod logreg;
 pub mod metrics;

@@ -15,10 +15,18 @@ pub struct Fold {
 /// every fold holds each class in (almost) equal share. Deterministic for a given seed, on every
 /// platform (ChaCha8).
 pub fn stratified_kfold(labels: &[bool], k: usize, seed: u64) -> Vec<Fold> {
+    let classes: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
+    stratified_kfold_classes(&classes, k, seed)
+}
+
+/// [`stratified_kfold`] for any number of classes (`labels[i]` in `0..C`), classes dealt in
+/// index order from one generator.
+pub fn stratified_kfold_classes(labels: &[usize], k: usize, seed: u64) -> Vec<Fold> {
     assert!(k >= 2, "k-fold needs k >= 2");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fold_of = vec![0usize; labels.len()];
-    for class in [false, true] {
+    let n_classes = labels.iter().max().map_or(0, |m| m + 1);
+    for class in 0..n_classes {
         let mut members: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
         members.shuffle(&mut rng);
         for (j, &i) in members.iter().enumerate() {

@@ -11,10 +11,15 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
+use std::collections::BTreeMap;
+
+use super::cells;
 use super::dataset::{self, Coverage};
 use super::logreg::LogisticRegression;
+use super::metrics::MeanSd;
 use super::probe::{self, PairFeature, ProbeScores, Solver};
 use super::task::{Protocol, Reference, TaskGroup, TaskSpec};
+use crate::embed::cells::{genept_w, CellCoverage};
 use crate::io::embeddings::file_sha256;
 use crate::io::{GeneEmbeddings, GeneIdMap, GeneResolver};
 
@@ -135,6 +140,12 @@ pub struct TaskResult {
     pub coverage: Coverage,
     pub scores: ProbeScores,
     pub references: Vec<Reference>,
+    /// Further metrics (cell tasks: kNN accuracy and macro-F1, k-means ARI and NMI).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub extra: BTreeMap<String, MeanSd>,
+    /// Cell tasks: genes of the matrix with an embedding and the expression mass they carry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cell_coverage: Option<CellCoverage>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -192,6 +203,17 @@ pub fn run_probe(
                 continue;
             }
             anyhow::bail!("task '{}': {reason}", task.name);
+        }
+        if task.group == TaskGroup::Cell {
+            match cell_task(task, sets, gene_map, opts) {
+                Ok(mut r) => results.append(&mut r),
+                Err(e) if opts.skip_unavailable => skipped.push(SkippedTask {
+                    task: task.name.clone(),
+                    reason: format!("{e:#}"),
+                }),
+                Err(e) => return Err(e.context(format!("task '{}'", task.name))),
+            }
+            continue;
         }
         // Sets keyed by the same gene ids (the random baseline and its source) share one
         // dataset: resolution and folds depend only on the ids, so the task files are read once.
@@ -254,6 +276,8 @@ pub fn run_probe(
                 coverage: ds.coverage.clone(),
                 scores,
                 references: task.reference.clone(),
+                extra: BTreeMap::new(),
+                cell_coverage: None,
             });
         }
     }
@@ -278,4 +302,65 @@ pub fn run_probe(
         skipped,
         runtime_s: start.elapsed().as_secs_f64(),
     })
+}
+
+/// A cell task on every set: GenePT-w cell vectors, then [`cells::evaluate`].
+fn cell_task(
+    task: &TaskSpec,
+    sets: &[EmbeddingSet],
+    gene_map: Option<(&GeneIdMap, &Path)>,
+    opts: &ProbeOptions,
+) -> Result<Vec<TaskResult>> {
+    let src = task.cells.as_ref().context("cell task without [cells]")?;
+    let data = cells::load(src, &opts.data_dir)?;
+    let folds = match task.protocol {
+        Protocol::StratifiedKfold { folds } => opts.folds.unwrap_or(folds),
+        _ => anyhow::bail!("cell tasks use stratified k-fold"),
+    };
+    let (n, k) = (data.labels.len(), data.class_names.len());
+    let mut out = Vec::new();
+    for set in sets {
+        let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
+        let (x, cov) = genept_w(&data.matrix, &set.embeddings, &resolver)
+            .with_context(|| format!("cell vectors from '{}'", set.name))?;
+        let scores = cells::evaluate(
+            &x,
+            set.embeddings.dim,
+            &data.labels,
+            k,
+            folds,
+            opts.seed,
+            &opts.model,
+        )
+        .with_context(|| format!("on '{}'", set.name))?;
+        out.push(TaskResult {
+            task: task.name.clone(),
+            title: task.title.clone(),
+            group: task.group,
+            main_metric: task.main_metric.clone(),
+            protocol: format!(
+                "stratified {folds}-fold CV over {n} cells of {k} types, seed {}; GenePT-w cell \
+                 vectors; logistic regression one-vs-rest (macro metrics)",
+                opts.seed
+            ),
+            n_folds: folds,
+            pair_feature: None,
+            embedding_set: set.name.clone(),
+            n_positive: n,
+            n_negative: 0,
+            coverage: Coverage {
+                positive_total: n + data.labels_without_cell,
+                positive_matched: n - cov.cells_empty,
+                genes_total: cov.genes_total,
+                genes_matched: cov.genes_matched,
+                missing_genes: cov.missing_examples.clone(),
+                ..Coverage::default()
+            },
+            scores: scores.probe,
+            references: task.reference.clone(),
+            extra: scores.extra,
+            cell_coverage: Some(cov),
+        });
+    }
+    Ok(out)
 }

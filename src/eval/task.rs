@@ -22,13 +22,18 @@ pub struct TaskSpec {
     pub title: String,
     #[serde(default)]
     pub description: String,
-    /// `gene` (one gene per example) or `pair` (two genes per example).
+    /// `gene` (one gene per example), `pair` (two genes per example) or `cell` (cells, typed
+    /// from an expression matrix and gene embeddings).
     pub group: TaskGroup,
     /// The metric reports sort by (`roc_auc`, `average_precision`, `accuracy`, `f1`).
     #[serde(default = "default_metric")]
     pub main_metric: String,
-    /// The labelled examples (the training set, for a fixed split).
-    pub data: LabelSource,
+    /// The labelled examples (the training set, for a fixed split); gene and pair tasks.
+    #[serde(default)]
+    pub data: Option<LabelSource>,
+    /// The expression matrix and cell labels; cell tasks.
+    #[serde(default)]
+    pub cells: Option<CellSource>,
     pub protocol: Protocol,
     #[serde(default)]
     pub reference: Vec<Reference>,
@@ -43,6 +48,33 @@ fn default_metric() -> String {
 pub enum TaskGroup {
     Gene,
     Pair,
+    Cell,
+}
+
+/// A cell task's data: an expression matrix (cells x genes) and a table of cell labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSource {
+    /// Dense CSV/TSV (a row per cell, a header of gene names) or MatrixMarket `.mtx[.gz]`.
+    pub matrix: String,
+    /// For MatrixMarket: gene names, one per line (`genes_column`, 0-based; header skipped when
+    /// `names_header`), cell names likewise, and whether the file's rows are genes (10x layout).
+    #[serde(default)]
+    pub genes_file: Option<String>,
+    #[serde(default)]
+    pub genes_column: usize,
+    #[serde(default)]
+    pub cells_file: Option<String>,
+    #[serde(default)]
+    pub cells_column: usize,
+    #[serde(default)]
+    pub names_header: bool,
+    #[serde(default)]
+    pub genes_are_rows: bool,
+    /// Cell annotations (CSV/TSV with a header): the cell-id column and the label column.
+    pub labels_file: String,
+    pub cell_column: String,
+    pub label_column: String,
 }
 
 /// Which kind of identifier a task's gene column holds (documentation and checks; the resolver
@@ -136,12 +168,36 @@ impl TaskSpec {
         Ok(spec)
     }
 
+    /// The label source of a gene or pair task.
+    pub fn label_source(&self) -> Result<&LabelSource> {
+        self.data
+            .as_ref()
+            .with_context(|| format!("task '{}' has no [data] section", self.name))
+    }
+
     fn check(&self) -> Result<()> {
         let want = match self.group {
             TaskGroup::Gene => 1,
             TaskGroup::Pair => 2,
+            TaskGroup::Cell => {
+                if self.cells.is_none() || self.data.is_some() {
+                    bail!("a cell task has a [cells] section and no [data]");
+                }
+                if !matches!(self.protocol, Protocol::StratifiedKfold { .. }) {
+                    bail!("cell tasks use split = \"stratified_kfold\"");
+                }
+                let c = self.cells.as_ref().expect("checked");
+                let mtx = c.matrix.ends_with(".mtx") || c.matrix.ends_with(".mtx.gz");
+                if mtx && (c.genes_file.is_none() || c.cells_file.is_none()) {
+                    bail!("a MatrixMarket matrix needs genes_file and cells_file");
+                }
+                return self.check_common();
+            }
         };
-        let mut sources = vec![&self.data];
+        if self.cells.is_some() {
+            bail!("only cell tasks have a [cells] section");
+        }
+        let mut sources = vec![self.label_source()?];
         if let Protocol::Fixed { test } = &self.protocol {
             sources.push(test);
         }
@@ -168,6 +224,10 @@ impl TaskSpec {
         {
             bail!("gene tasks use split = \"stratified_kfold\"");
         }
+        self.check_common()
+    }
+
+    fn check_common(&self) -> Result<()> {
         if let Protocol::StratifiedKfold { folds } = self.protocol {
             if folds < 2 {
                 bail!("stratified_kfold needs folds >= 2");
@@ -182,7 +242,14 @@ impl TaskSpec {
 
     /// Every data file the task reads, relative to the data folder.
     pub fn files(&self) -> Vec<&str> {
-        let mut sources = vec![&self.data];
+        if let Some(c) = &self.cells {
+            return std::iter::once(c.matrix.as_str())
+                .chain(c.genes_file.as_deref())
+                .chain(c.cells_file.as_deref())
+                .chain(std::iter::once(c.labels_file.as_str()))
+                .collect();
+        }
+        let mut sources: Vec<&LabelSource> = self.data.iter().collect();
         if let Protocol::Fixed { test } = &self.protocol {
             sources.push(test);
         }

@@ -447,7 +447,8 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
         h,
         "<h2>Details</h2><table><tr><th class=\"name\">task</th><th class=\"name\">embedding set\
          </th><th>n (+/−)</th><th>coverage</th><th>genes matched</th><th>ROC-AUC</th><th>AP</th>\
-         <th>accuracy</th><th>F1</th><th class=\"name\">protocol (seed)</th></tr>"
+         <th>accuracy</th><th>F1</th><th class=\"name\">other metrics</th>\
+         <th class=\"name\">protocol (seed)</th></tr>"
     )?;
     for run in &data.runs {
         for t in &run.probe.results {
@@ -456,7 +457,7 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
                 h,
                 "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}/{}</td>\
                  <td>{:.1}%</td><td>{}/{}</td><td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{:.3}</td>\
-                 <td>{:.3}</td><td class=\"name\">{}</td></tr>",
+                 <td>{:.3}</td><td class=\"name\">{}</td><td class=\"name\">{}</td></tr>",
                 esc(&t.task),
                 esc(&t.embedding_set),
                 t.n_positive,
@@ -469,6 +470,12 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
                 sc.average_precision.mean,
                 sc.accuracy.mean,
                 sc.f1.mean,
+                esc(&t
+                    .extra
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.3}", v.mean))
+                    .collect::<Vec<_>>()
+                    .join(", ")),
                 esc(&t.protocol)
             )?;
         }
