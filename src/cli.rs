@@ -646,27 +646,36 @@ fn print_table(r: &ProbeReport) {
         "task", "embeddings", "n (+/-)", "coverage", "ROC-AUC", "AP", "acc", "F1", "iter"
     );
     for t in &r.results {
-        let s = &t.scores;
         let reference = t
             .references
             .first()
             .map(|x| format!("{} {:.3}", x.name, x.value))
             .unwrap_or_default();
-        println!(
-            "{:<34} {:<12} {:>11} {:>7.1}% {:>7.3} ± {:.3} {:>7.3} {:>7.3} {:>7.3} {:>4}{}  {}",
-            t.task,
-            t.embedding_set,
-            format!("{}/{}", t.n_positive, t.n_negative),
-            100.0 * t.coverage.fraction(),
-            s.roc_auc.mean,
-            s.roc_auc.sd,
-            s.average_precision.mean,
-            s.accuracy.mean,
-            s.f1.mean,
-            s.max_iterations,
-            if s.all_converged { " " } else { "!" },
-            reference
-        );
+        match &t.scores {
+            Some(s) => println!(
+                "{:<34} {:<12} {:>11} {:>7.1}% {:>7.3} ± {:.3} {:>7.3} {:>7.3} {:>7.3} {:>4}{}  {}",
+                t.task,
+                t.embedding_set,
+                format!("{}/{}", t.n_positive, t.n_negative),
+                100.0 * t.coverage.fraction(),
+                s.roc_auc.mean,
+                s.roc_auc.sd,
+                s.average_precision.mean,
+                s.accuracy.mean,
+                s.f1.mean,
+                s.max_iterations,
+                if s.all_converged { " " } else { "!" },
+                reference
+            ),
+            None => println!(
+                "{:<34} {:<12} {:>11} {:>7.1}%  (metrics below)  {}",
+                t.task,
+                t.embedding_set,
+                format!("{}/{}", t.n_positive, t.n_negative),
+                100.0 * t.coverage.fraction(),
+                reference
+            ),
+        }
         if !t.extra.is_empty() {
             let extra: Vec<String> = t
                 .extra
@@ -679,7 +688,10 @@ fn print_table(r: &ProbeReport) {
     for s in &r.skipped {
         println!("{:<34} skipped: {}", s.task, s.reason);
     }
-    if r.results.iter().any(|t| !t.scores.all_converged) {
+    if r.results
+        .iter()
+        .any(|t| t.scores.as_ref().is_some_and(|s| !s.all_converged))
+    {
         println!("! = a fold hit --max-iter before converging");
     }
     println!("seed {}, {:.2}s", r.seed, r.runtime_s);

@@ -192,6 +192,14 @@ pub fn write(dir: &Path) -> Result<()> {
     }
 
     files.extend(cell_files(&latent)?);
+    let (mtx_name, mtx_gz, perturb) = perturbation_files(&latent)?;
+    files.extend(perturb);
+    {
+        let path = data.join(mtx_name);
+        std::fs::create_dir_all(path.parent().expect("file in a folder"))?;
+        std::fs::write(&path, mtx_gz)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+    }
 
     for (rel, text) in files {
         let path = data.join(&rel);
@@ -259,6 +267,83 @@ fn cell_files(latent: &[Vec<f32>]) -> Result<Vec<(String, String)>> {
         ("pbmc68k_reduced/pbmc68k_reduced_raw_lognorm.csv".into(), x),
         ("pbmc68k_reduced/pbmc68k_reduced_obs.csv".into(), obs),
     ])
+}
+
+/// A Perturb-seq set in the perturb_papalexi2021_lowmoi layout: 8 knocked-out target genes and
+/// non-targeting controls, 40 response genes, Poisson counts. A target shifts each response
+/// gene by an amount that follows the similarity of their latent vectors, so targets with
+/// similar (planted) embeddings have similar responses. Returns the gzip MatrixMarket file
+/// separately (bytes).
+#[allow(clippy::type_complexity)]
+fn perturbation_files(
+    latent: &[Vec<f32>],
+) -> Result<(&'static str, Vec<u8>, Vec<(String, String)>)> {
+    use rand_distr::Poisson;
+    use std::io::Write as _;
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 5);
+    let response: Vec<usize> = (100..140).collect();
+    let dot = |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
+    // Two families: the 4 genes (of 150..380) most aligned with a direction, and the 4 most
+    // opposed, so each target has close neighbours in latent space.
+    let u: Vec<f32> = (0..DIM).map(|_| StandardNormal.sample(&mut rng)).collect();
+    let mut by_u: Vec<usize> = (150..380).collect();
+    by_u.sort_by(|&a, &b| dot(&latent[b], &u).total_cmp(&dot(&latent[a], &u)));
+    let targets: Vec<usize> = by_u[..4]
+        .iter()
+        .chain(&by_u[by_u.len() - 4..])
+        .copied()
+        .collect();
+    let mut genes = String::from("row\tgene\n");
+    for (i, &g) in response.iter().enumerate() {
+        writeln!(genes, "{}\t{}", i + 1, symbol(g))?;
+    }
+    let mut cells = String::from("col\tbio_rep\tassigned_target\n");
+    let mut entries = Vec::new();
+    let mut col = 0;
+    let groups: Vec<(String, usize, Option<usize>)> =
+        std::iter::once(("non-targeting".to_string(), 60, None))
+            .chain(targets.iter().map(|&t| (symbol(t), 30, Some(t))))
+            .collect();
+    for (name, n, target) in &groups {
+        for _ in 0..*n {
+            col += 1;
+            writeln!(cells, "{col}\trep_{}\t{name}", col % 3 + 1)?;
+            for (i, &g) in response.iter().enumerate() {
+                let base = 2.0 + (g % 7) as f64;
+                let shift = target.map_or(0.0, |t| {
+                    (0.6 * dot(&latent[t], &latent[g]) / DIM as f32).tanh() as f64
+                });
+                let lambda = base * (2.0 * shift).exp();
+                let k: f64 = Poisson::new(lambda)
+                    .expect("positive rate")
+                    .sample(&mut rng);
+                if k > 0.0 {
+                    entries.push((i + 1, col, k as u64));
+                }
+            }
+        }
+    }
+    let mut mtx = format!(
+        "%%MatrixMarket matrix coordinate integer general\n% synthetic: genes x cells\n{} {} {}\n",
+        response.len(),
+        col,
+        entries.len()
+    );
+    for (r, c, v) in entries {
+        writeln!(mtx, "{r} {c} {v}")?;
+    }
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    enc.write_all(mtx.as_bytes())?;
+    Ok((
+        "perturb_papalexi2021_lowmoi/response_counts.mtx.gz",
+        enc.finish()?,
+        vec![
+            ("perturb_papalexi2021_lowmoi/genes.tsv".into(), genes),
+            ("perturb_papalexi2021_lowmoi/cells.tsv".into(), cells),
+        ],
+    ))
 }
 
 /// Words of the tiny BERT's WordPiece vocabulary (after the five special tokens).

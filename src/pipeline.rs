@@ -328,12 +328,12 @@ pub fn run_suite(
         fixtures: ctx.fixtures,
         probe,
         umaps,
-        not_run: ["cell", "integration", "perturbation"]
+        not_run: ["integration"]
             .iter()
             .map(|g| {
                 (
                     g.to_string(),
-                    "not implemented yet in bftkit (issue 5)".to_string(),
+                    "RNA/ADT integration (scIB metrics) is not implemented yet".to_string(),
                 )
             })
             .collect(),

@@ -41,9 +41,12 @@ fn auc(r: &Value) -> f64 {
 fn planted_signal_scores_high_and_random_baseline_near_chance() {
     let v = probe_json(&["--baseline", "random", "--seed", "3"]);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2 * 14, "14 tasks x 2 embedding sets");
+    assert_eq!(results.len(), 2 * 15, "15 tasks x 2 embedding sets");
     let mut random = Vec::new();
-    for r in results.iter().filter(|r| r["group"] != "cell") {
+    for r in results
+        .iter()
+        .filter(|r| r["group"] == "gene" || r["group"] == "pair")
+    {
         match r["embedding_set"].as_str().unwrap() {
             "embeddings" => assert!(auc(r) > 0.9, "{}: {}", r["task"], auc(r)),
             "random" => random.push(auc(r)),
@@ -87,6 +90,22 @@ fn planted_signal_scores_high_and_random_baseline_near_chance() {
     );
     assert!(cov["mass_fraction"].as_f64().unwrap() < 1.0);
     assert_eq!(planted["n_positive"], 80);
+    // The perturbation task: neighbours in the planted space predict the held-out responses
+    // better than the mean-perturbation baseline and than random embeddings.
+    let pert = |set: &str| {
+        results
+            .iter()
+            .find(|r| r["group"] == "perturbation" && r["embedding_set"] == set)
+            .unwrap()
+            .clone()
+    };
+    let (p, q) = (pert("embeddings"), pert("random"));
+    let m = |r: &Value, k: &str| r["extra"][k]["mean"].as_f64().unwrap();
+    assert!(p.get("scores").is_none());
+    assert!(m(&p, "pearson_delta") > m(&p, "mean_baseline_pearson_delta") + 0.2);
+    assert!(m(&p, "pearson_delta") > m(&q, "pearson_delta") + 0.2);
+    assert!(m(&p, "mse") < m(&p, "no_change_mse"));
+    assert_eq!(p["n_positive"], 8);
 }
 
 #[test]
@@ -161,7 +180,8 @@ fn pair_features_and_fold_override() {
         for r in v["results"].as_array().unwrap() {
             if r["group"] == "pair" {
                 assert_eq!(r["pair_feature"], feature);
-            } else {
+            } else if r["group"] != "perturbation" {
+                // (perturbation tasks leave one target out: one fold per target)
                 assert_eq!(r["n_folds"], 3);
             }
         }

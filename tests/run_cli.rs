@@ -28,8 +28,8 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let data = ReportData::read_all(&[out.join("results.json")]).unwrap();
     let run = &data.runs[0];
     assert!(run.fixtures);
-    // Every task (14 built-in) and both embedding sets are in the report.
-    assert_eq!(run.probe.results.len(), 14 * 2);
+    // Every task (15 built-in) and both embedding sets are in the report.
+    assert_eq!(run.probe.results.len(), 15 * 2);
     for r in &run.probe.results {
         assert!(
             html.contains(&format!(">{}<", r.task)),
@@ -46,7 +46,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
         assert!(!html.contains(bad), "found {bad}");
     }
     let srcs: Vec<&str> = html.split("src=\"").skip(1).collect();
-    assert_eq!(srcs.len(), 3 + 1 + 2, "3 score figures, the table, 2 UMAPs");
+    assert_eq!(srcs.len(), 4 + 1 + 2, "4 score figures, the table, 2 UMAPs");
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
     assert!(html.contains("href=\"results.json\""));
     // The figures decode, with the sizes asked for.
@@ -65,7 +65,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     }
     assert_eq!(
         html.matches("★").count(),
-        14 + 1,
+        15 + 1,
         "one per column, one in the legend"
     );
     // Make the random set best on one task: the mark moves.
@@ -73,7 +73,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let first = changed.runs[0].probe.results[0].task.clone();
     for r in &mut changed.runs[0].probe.results {
         if r.task == first && r.embedding_set == "random" {
-            r.scores.roc_auc.mean = 0.999;
+            r.scores.as_mut().unwrap().roc_auc.mean = 0.999;
         }
     }
     let s2 = Summary::new(&changed);

@@ -128,10 +128,9 @@ pub fn build(
     };
     let lookup = |g: &str| resolved[&g.to_ascii_uppercase()];
     let mut ds = match task.group {
-        TaskGroup::Cell => bail!(
-            "task '{}' is a cell task, not a gene or pair task",
-            task.name
-        ),
+        TaskGroup::Cell | TaskGroup::Perturbation => {
+            bail!("task '{}' is not a gene or pair task", task.name)
+        }
         TaskGroup::Gene => gene_examples(&rows, &lookup, &mut coverage),
         TaskGroup::Pair => pair_examples(
             &rows,

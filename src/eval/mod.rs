@@ -5,6 +5,7 @@ pub mod cells;
 pub mod dataset;
 pub mod logreg;
 pub mod metrics;
+pub mod perturb;
 pub mod probe;
 pub mod split;
 pub mod suite;

@@ -17,6 +17,7 @@ use super::cells;
 use super::dataset::{self, Coverage};
 use super::logreg::LogisticRegression;
 use super::metrics::MeanSd;
+use super::perturb;
 use super::probe::{self, PairFeature, ProbeScores, Solver};
 use super::task::{Protocol, Reference, TaskGroup, TaskSpec};
 use crate::embed::cells::{genept_w, CellCoverage};
@@ -138,9 +139,12 @@ pub struct TaskResult {
     pub n_positive: usize,
     pub n_negative: usize,
     pub coverage: Coverage,
-    pub scores: ProbeScores,
+    /// Classifier scores (gene, pair and cell tasks); perturbation tasks have only `extra`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scores: Option<ProbeScores>,
     pub references: Vec<Reference>,
-    /// Further metrics (cell tasks: kNN accuracy and macro-F1, k-means ARI and NMI).
+    /// Further metrics (cell tasks: kNN accuracy and macro-F1, k-means ARI and NMI;
+    /// perturbation tasks: every metric and baseline).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub extra: BTreeMap<String, MeanSd>,
     /// Cell tasks: genes of the matrix with an embedding and the expression mass they carry.
@@ -204,8 +208,13 @@ pub fn run_probe(
             }
             anyhow::bail!("task '{}': {reason}", task.name);
         }
-        if task.group == TaskGroup::Cell {
-            match cell_task(task, sets, gene_map, opts) {
+        if matches!(task.group, TaskGroup::Cell | TaskGroup::Perturbation) {
+            let run = if task.group == TaskGroup::Cell {
+                cell_task(task, sets, gene_map, opts)
+            } else {
+                perturbation_task(task, sets, gene_map, opts)
+            };
+            match run {
                 Ok(mut r) => results.append(&mut r),
                 Err(e) if opts.skip_unavailable => skipped.push(SkippedTask {
                     task: task.name.clone(),
@@ -274,7 +283,7 @@ pub fn run_probe(
                 n_positive,
                 n_negative: ds.labels.len() - n_positive,
                 coverage: ds.coverage.clone(),
-                scores,
+                scores: Some(scores),
                 references: task.reference.clone(),
                 extra: BTreeMap::new(),
                 cell_coverage: None,
@@ -356,10 +365,68 @@ fn cell_task(
                 missing_genes: cov.missing_examples.clone(),
                 ..Coverage::default()
             },
-            scores: scores.probe,
+            scores: Some(scores.probe),
             references: task.reference.clone(),
             extra: scores.extra,
             cell_coverage: Some(cov),
+        });
+    }
+    Ok(out)
+}
+
+/// A perturbation task on every set (leave-one-perturbation-out, [`perturb::evaluate`]).
+fn perturbation_task(
+    task: &TaskSpec,
+    sets: &[EmbeddingSet],
+    gene_map: Option<(&GeneIdMap, &Path)>,
+    opts: &ProbeOptions,
+) -> Result<Vec<TaskResult>> {
+    let src = task
+        .perturbation
+        .as_ref()
+        .context("perturbation task without [perturbation]")?;
+    let data = perturb::load(src, &opts.data_dir)?;
+    let mut out = Vec::new();
+    for set in sets {
+        let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
+        let s = perturb::evaluate(&data, &set.embeddings, &resolver, src.k)
+            .with_context(|| format!("on '{}'", set.name))?;
+        out.push(TaskResult {
+            task: task.name.clone(),
+            title: task.title.clone(),
+            group: task.group,
+            main_metric: task.main_metric.clone(),
+            protocol: format!(
+                "leave one perturbation out over {} targets ({} with an embedding; {} control \
+                 cells; targets under {} cells left out: {}); {}-nearest targets by cosine",
+                s.targets_total,
+                s.targets_with_embedding,
+                data.control_cells,
+                src.min_cells,
+                if data.too_few_cells.is_empty() {
+                    "none".to_string()
+                } else {
+                    data.too_few_cells.join(", ")
+                },
+                src.k
+            ),
+            n_folds: s.targets_with_embedding,
+            pair_feature: None,
+            embedding_set: set.name.clone(),
+            n_positive: s.targets_with_embedding,
+            n_negative: 0,
+            coverage: Coverage {
+                positive_total: s.targets_total,
+                positive_matched: s.targets_with_embedding,
+                genes_total: s.targets_total,
+                genes_matched: s.targets_with_embedding,
+                missing_genes: s.missing_targets.clone(),
+                ..Coverage::default()
+            },
+            scores: None,
+            references: task.reference.clone(),
+            extra: s.metrics,
+            cell_coverage: None,
         });
     }
     Ok(out)

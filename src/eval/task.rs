@@ -34,6 +34,11 @@ pub struct TaskSpec {
     /// The expression matrix and cell labels; cell tasks.
     #[serde(default)]
     pub cells: Option<CellSource>,
+    /// Perturb-seq counts and each cell's target; perturbation tasks.
+    #[serde(default)]
+    pub perturbation: Option<super::perturb::PerturbSource>,
+    /// Perturbation tasks always leave one perturbation out and need no protocol.
+    #[serde(default)]
     pub protocol: Protocol,
     #[serde(default)]
     pub reference: Vec<Reference>,
@@ -49,6 +54,7 @@ pub enum TaskGroup {
     Gene,
     Pair,
     Cell,
+    Perturbation,
 }
 
 /// A cell task's data: an expression matrix (cells x genes) and a table of cell labels.
@@ -145,6 +151,12 @@ fn five() -> usize {
     5
 }
 
+impl Default for Protocol {
+    fn default() -> Self {
+        Protocol::StratifiedKfold { folds: 5 }
+    }
+}
+
 /// A published number to show beside bftkit's.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -193,9 +205,20 @@ impl TaskSpec {
                 }
                 return self.check_common();
             }
+            TaskGroup::Perturbation => {
+                if self.perturbation.is_none() || self.data.is_some() || self.cells.is_some() {
+                    bail!("a perturbation task has a [perturbation] section only");
+                }
+                if !["pearson_delta", "pearson_delta_top20", "mse"]
+                    .contains(&self.main_metric.as_str())
+                {
+                    bail!("perturbation main_metric: pearson_delta, pearson_delta_top20 or mse");
+                }
+                return Ok(());
+            }
         };
-        if self.cells.is_some() {
-            bail!("only cell tasks have a [cells] section");
+        if self.cells.is_some() || self.perturbation.is_some() {
+            bail!("only cell and perturbation tasks have [cells] / [perturbation] sections");
         }
         let mut sources = vec![self.label_source()?];
         if let Protocol::Fixed { test } = &self.protocol {
@@ -242,6 +265,13 @@ impl TaskSpec {
 
     /// Every data file the task reads, relative to the data folder.
     pub fn files(&self) -> Vec<&str> {
+        if let Some(p) = &self.perturbation {
+            return vec![
+                p.counts.as_str(),
+                p.genes_file.as_str(),
+                p.cells_file.as_str(),
+            ];
+        }
         if let Some(c) = &self.cells {
             return std::iter::once(c.matrix.as_str())
                 .chain(c.genes_file.as_deref())

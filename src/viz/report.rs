@@ -106,7 +106,12 @@ fn group_of(r: &TaskResult) -> String {
 }
 
 fn main_value(r: &TaskResult) -> (f64, f64) {
-    let s = &r.scores;
+    if let Some(m) = r.extra.get(&r.main_metric) {
+        return (m.mean, m.sd);
+    }
+    let Some(s) = &r.scores else {
+        return (f64::NAN, f64::NAN);
+    };
     let m = match r.main_metric.as_str() {
         "average_precision" => &s.average_precision,
         "accuracy" => &s.accuracy,
@@ -114,6 +119,11 @@ fn main_value(r: &TaskResult) -> (f64, f64) {
         _ => &s.roc_auc,
     };
     (m.mean, m.sd)
+}
+
+/// Whether a larger value of the metric is better (errors are smaller-is-better).
+pub fn higher_is_better(metric: &str) -> bool {
+    !metric.ends_with("mse")
 }
 
 impl<'a> Summary<'a> {
@@ -175,8 +185,18 @@ impl<'a> Summary<'a> {
 
     /// The row(s) holding the best (highest) main-metric mean of a column.
     pub fn best_rows(&self, col: usize) -> Vec<usize> {
+        let sign = if higher_is_better(self.columns[col].metric) {
+            1.0
+        } else {
+            -1.0
+        };
         let vals: Vec<(usize, f64)> = (0..self.rows.len())
-            .filter_map(|r| self.cells.get(&(r, col)).map(|t| (r, main_value(t).0)))
+            .filter_map(|r| {
+                self.cells
+                    .get(&(r, col))
+                    .map(|t| (r, sign * main_value(t).0))
+            })
+            .filter(|v| v.1.is_finite())
             .collect();
         let best = vals.iter().map(|v| v.1).fold(f64::NEG_INFINITY, f64::max);
         vals.iter().filter(|v| v.1 == best).map(|v| v.0).collect()
@@ -452,12 +472,22 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
     )?;
     for run in &data.runs {
         for t in &run.probe.results {
-            let sc = &t.scores;
+            let classifier = match &t.scores {
+                Some(sc) => format!(
+                    "<td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>",
+                    sc.roc_auc.mean,
+                    sc.roc_auc.sd,
+                    sc.average_precision.mean,
+                    sc.accuracy.mean,
+                    sc.f1.mean
+                ),
+                None => "<td>–</td><td>–</td><td>–</td><td>–</td>".to_string(),
+            };
             writeln!(
                 h,
                 "<tr><td class=\"name\">{}</td><td class=\"name\">{}</td><td>{}/{}</td>\
-                 <td>{:.1}%</td><td>{}/{}</td><td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{:.3}</td>\
-                 <td>{:.3}</td><td class=\"name\">{}</td><td class=\"name\">{}</td></tr>",
+                 <td>{:.1}%</td><td>{}/{}</td>{classifier}<td class=\"name\">{}</td>\
+                 <td class=\"name\">{}</td></tr>",
                 esc(&t.task),
                 esc(&t.embedding_set),
                 t.n_positive,
@@ -465,11 +495,6 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
                 100.0 * t.coverage.fraction(),
                 t.coverage.genes_matched,
                 t.coverage.genes_total,
-                sc.roc_auc.mean,
-                sc.roc_auc.sd,
-                sc.average_precision.mean,
-                sc.accuracy.mean,
-                sc.f1.mean,
                 esc(&t
                     .extra
                     .iter()
