@@ -320,7 +320,9 @@ pub fn kmeans(x: &[f32], d: usize, k: usize, restarts: usize, seed: u64) -> Vec<
                         .collect();
                 }
             }
-            let settled = !changed || (inertia - new_inertia).abs() <= 1e-6 * inertia.abs();
+            // (The first pass has no previous inertia to compare with.)
+            let settled = !changed
+                || (inertia.is_finite() && (inertia - new_inertia).abs() <= 1e-6 * inertia);
             inertia = new_inertia;
             if settled {
                 break;
@@ -338,6 +340,9 @@ pub fn kmeans(x: &[f32], d: usize, k: usize, restarts: usize, seed: u64) -> Vec<
 pub struct CellScores {
     pub probe: ProbeScores,
     pub extra: BTreeMap<String, MeanSd>,
+    /// Each cell's test fold and k-means cluster (for cross-checks).
+    pub test_fold: Vec<usize>,
+    pub clusters: Vec<usize>,
 }
 
 /// Cross-validated cell-type prediction and clustering of `x` (`n × d`) against `labels`.
@@ -432,6 +437,12 @@ pub fn evaluate(
         MeanSd::of(&fold_scores.iter().map(get).collect::<Vec<_>>()).expect("folds")
     };
     let clusters = kmeans(x, d, n_classes, 10, seed);
+    let mut test_fold = vec![0usize; n];
+    for (f, fold) in split.iter().enumerate() {
+        for &i in &fold.test {
+            test_fold[i] = f;
+        }
+    }
     let one = |v: f64| MeanSd { mean: v, sd: 0.0 };
     let mut extra = BTreeMap::new();
     extra.insert(
@@ -453,6 +464,8 @@ pub fn evaluate(
             runtime_s: start.elapsed().as_secs_f64(),
         },
         extra,
+        test_fold,
+        clusters,
     })
 }
 
@@ -460,6 +473,42 @@ pub fn evaluate(
 mod tests {
     use super::*;
     use rand_distr::{Distribution, StandardNormal};
+
+    #[test]
+    fn kmeans_iterates_to_a_local_optimum() {
+        // Lloyd's algorithm stops only when no label changes (or the inertia settles): every
+        // point must then sit with its nearest centre.
+        let mut rng = ChaCha8Rng::seed_from_u64(9);
+        let (n, d, k) = (300, 5, 6);
+        let x: Vec<f32> = (0..n * d)
+            .map(|_| StandardNormal.sample(&mut rng))
+            .collect();
+        let lab = kmeans(&x, d, k, 1, 1);
+        let mut centres = vec![vec![0f64; d]; k];
+        let mut counts = vec![0usize; k];
+        for i in 0..n {
+            counts[lab[i]] += 1;
+            for j in 0..d {
+                centres[lab[i]][j] += x[i * d + j] as f64;
+            }
+        }
+        for c in 0..k {
+            centres[c]
+                .iter_mut()
+                .for_each(|v| *v /= counts[c].max(1) as f64);
+        }
+        let moved = (0..n)
+            .filter(|&i| {
+                let dist = |c: usize| -> f64 {
+                    (0..d)
+                        .map(|j| (x[i * d + j] as f64 - centres[c][j]).powi(2))
+                        .sum()
+                };
+                (0..k).any(|c| dist(c) < dist(lab[i]) - 1e-9)
+            })
+            .count();
+        assert_eq!(moved, 0, "points closer to another centre");
+    }
 
     #[test]
     fn clustering_scores_match_hand_values() {

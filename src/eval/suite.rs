@@ -328,7 +328,7 @@ fn cell_task(
     };
     let (n, k) = (data.labels.len(), data.class_names.len());
     let mut out = Vec::new();
-    for set in sets {
+    for (s, set) in sets.iter().enumerate() {
         let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
         let (x, cov) = genept_w(&data.matrix, &set.embeddings, &resolver)
             .with_context(|| format!("cell vectors from '{}'", set.name))?;
@@ -342,6 +342,15 @@ fn cell_task(
             &opts.model,
         )
         .with_context(|| format!("on '{}'", set.name))?;
+        if let (0, Some(dir)) = (s, &opts.export_folds) {
+            write_cells_tsv(
+                &dir.join(format!("{}.tsv", task.name)),
+                &data,
+                &x,
+                set.embeddings.dim,
+                &scores,
+            )?;
+        }
         out.push(TaskResult {
             task: task.name.clone(),
             title: task.title.clone(),
@@ -430,4 +439,36 @@ fn perturbation_task(
         });
     }
     Ok(out)
+}
+
+/// Cell vectors, labels, folds and k-means clusters as TSV, for cross-checks with other tools.
+fn write_cells_tsv(
+    path: &Path,
+    data: &cells::CellData,
+    x: &[f32],
+    d: usize,
+    scores: &cells::CellScores,
+) -> Result<()> {
+    use std::fmt::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    let mut out = String::from("cell\tlabel\ttest_fold\tkmeans");
+    for j in 0..d {
+        write!(out, "\tv{j}")?;
+    }
+    out.push('\n');
+    for (i, cell) in data.matrix.cells.iter().enumerate() {
+        write!(
+            out,
+            "{cell}\t{}\t{}\t{}",
+            data.class_names[data.labels[i]], scores.test_fold[i], scores.clusters[i]
+        )?;
+        for v in &x[i * d..(i + 1) * d] {
+            write!(out, "\t{v}")?;
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))
 }
