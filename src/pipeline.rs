@@ -312,6 +312,7 @@ pub fn run_suite(
                 colour_task: task,
                 class_names,
                 genes: e.ids.clone(),
+                points: "genes".into(),
                 xy: flat.chunks(2).map(|p| [p[0], p[1]]).collect(),
                 classes,
                 n_neighbors: uo.n_neighbors,
@@ -319,6 +320,41 @@ pub fn run_suite(
                 seed: uo.seed,
                 runtime_s: start.elapsed().as_secs_f64(),
             });
+        }
+    }
+    // Cells of each cell task that ran, laid out per set and coloured by type.
+    if cfg.umap {
+        for task in selected.iter().filter(|t| t.group == TaskGroup::Cell) {
+            if !probe.results.iter().any(|r| r.task == task.name) {
+                continue;
+            }
+            let Some(src) = &task.cells else { continue };
+            let data = crate::eval::cells::load(src, &ctx.data_dir)?;
+            for set in &sets {
+                let start = Instant::now();
+                let resolver = GeneResolver::new(&set.embeddings, ctx.gene_map.map(|(m, _)| m));
+                let (x, _) =
+                    crate::embed::cells::genept_w(&data.matrix, &set.embeddings, &resolver)?;
+                let uo = UmapOptions {
+                    seed: cfg.seed,
+                    ..UmapOptions::default()
+                };
+                let flat = umap(&x, data.labels.len(), set.embeddings.dim, &uo)
+                    .with_context(|| format!("UMAP of {} cells, {}", task.name, set.name))?;
+                umaps.push(UmapLayout {
+                    embedding_set: set.name.clone(),
+                    colour_task: task.name.clone(),
+                    class_names: data.class_names.clone(),
+                    genes: data.matrix.cells.clone(),
+                    points: "cells".into(),
+                    xy: flat.chunks(2).map(|p| [p[0], p[1]]).collect(),
+                    classes: data.labels.iter().map(|&l| Some(l)).collect(),
+                    n_neighbors: uo.n_neighbors,
+                    min_dist: uo.min_dist,
+                    seed: uo.seed,
+                    runtime_s: start.elapsed().as_secs_f64(),
+                });
+            }
         }
     }
     progress(total, total, "done");

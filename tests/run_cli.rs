@@ -46,15 +46,22 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
         assert!(!html.contains(bad), "found {bad}");
     }
     let srcs: Vec<&str> = html.split("src=\"").skip(1).collect();
-    assert_eq!(srcs.len(), 4 + 1 + 2, "4 score figures, the table, 2 UMAPs");
+    assert_eq!(
+        srcs.len(),
+        4 + 1 + 2 + 2,
+        "4 score figures, the table, 2 gene and 2 cell UMAPs"
+    );
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
     assert!(html.contains("href=\"results.json\""));
     // The figures decode, with the sizes asked for.
     assert_eq!(
-        png_size(&out.join("umap_0_fixture_planted.png")),
+        png_size(&out.join("umap_0_genes_fixture_planted.png")),
         (900, 700)
     );
-    assert_eq!(png_size(&out.join("umap_0_random.png")), (900, 700));
+    assert_eq!(png_size(&out.join("umap_0_cells_random.png")), (900, 700));
+    let cells = run.umaps.iter().find(|u| u.points == "cells").unwrap();
+    assert_eq!(cells.xy.len(), 80);
+    assert_eq!(cells.class_names.len(), 4);
     assert_eq!(png_size(&out.join("scores_pair.png")).1, 520);
     assert_eq!(run.umaps[0].xy.len(), run.umaps[0].genes.len());
     // The planted set wins every column; the star marks it.

@@ -27,13 +27,21 @@ pub struct UmapLayout {
     /// The task whose labels colour the points ("" when none had labels for this set).
     pub colour_task: String,
     pub class_names: Vec<String>,
+    /// Point names: genes, or cells for cell-task layouts (see `points`).
     pub genes: Vec<String>,
+    /// What the points are: "genes" or "cells".
+    #[serde(default = "default_points")]
+    pub points: String,
     pub xy: Vec<[f32; 2]>,
     pub classes: Vec<Option<usize>>,
     pub n_neighbors: usize,
     pub min_dist: f64,
     pub seed: u64,
     pub runtime_s: f64,
+}
+
+fn default_points() -> String {
+    "genes".into()
 }
 
 /// Everything one `bftkit run` computed.
@@ -289,22 +297,21 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect();
-            let path = out.join(format!("umap_{k}_{safe}.png"));
+            let path = out.join(format!("umap_{k}_{}_{safe}.png", u.points));
+            let what = format!("{} {}", u.genes.len(), u.points);
             let title = if u.colour_task.is_empty() {
-                format!("UMAP of {} ({} genes)", u.embedding_set, u.genes.len())
+                format!("UMAP of {} ({what})", u.embedding_set)
             } else {
                 format!(
-                    "UMAP of {} ({} genes), coloured by {}",
-                    u.embedding_set,
-                    u.genes.len(),
-                    u.colour_task
+                    "UMAP of {} ({what}), coloured by {}",
+                    u.embedding_set, u.colour_task
                 )
             };
             plot::scatter_png(&path, &title, &u.xy, &u.classes, &u.class_names, (900, 700))?;
             figures.push((
                 format!(
-                    "UMAP, {} (n_neighbors {}, min_dist {}, seed {}, {:.1} s)",
-                    u.embedding_set, u.n_neighbors, u.min_dist, u.seed, u.runtime_s
+                    "UMAP of {}, {} (n_neighbors {}, min_dist {}, seed {}, {:.1} s)",
+                    u.points, u.embedding_set, u.n_neighbors, u.min_dist, u.seed, u.runtime_s
                 ),
                 path,
             ));
