@@ -6,8 +6,9 @@
 //! included, blocked GEMM on all cores), smooth kNN distances (ρ, σ by bisection to log2 k), the
 //! fuzzy simplicial set with fuzzy union, spectral initialisation (eigenvectors 2..=dim of the
 //! normalised graph, by subspace iteration), then SGD with negative sampling on the curve
-//! 1 / (1 + a d^2b) fitted to `min_dist` and `spread`. The SGD is single-threaded, so a seed fixes
-//! the layout bit for bit (umap-learn also runs single-threaded when seeded).
+//! 1 / (1 + a d^2b) fitted to `min_dist` and `spread`. The SGD runs in parallel over fixed vertex
+//! chunks against a per-epoch snapshot, so a seed fixes the layout bit for bit on any number of
+//! threads (umap-learn is reproducible only single-threaded).
 
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
@@ -273,7 +274,8 @@ pub fn find_ab(spread: f64, min_dist: f64) -> (f64, f64) {
 }
 
 /// Eigenvectors 2..=dim+1 of D^-1/2 W D^-1/2 (the smallest non-trivial ones of the normalised
-/// Laplacian) by subspace iteration with Rayleigh-Ritz, scaled as umap-learn scales them.
+/// Laplacian) by block subspace iteration with Rayleigh-Ritz, to umap-learn's accuracy (its
+/// eigsh uses tol 1e-4): the Ritz values must settle to 1e-5.
 fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let n = g.n;
     let mut deg = vec![0.0f64; n];
@@ -298,88 +300,99 @@ fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
         .iter()
         .zip(&g.cols)
         .zip(&g.weights)
-        .map(|((&i, &j), &w)| w as f64 * inv_sqrt[i as usize] * inv_sqrt[j as usize])
+        .map(|((&i, &j), &w)| 0.5 * w as f64 * inv_sqrt[i as usize] * inv_sqrt[j as usize])
         .collect();
+    let p = (dim + 4).min(n.saturating_sub(1)).max(dim);
+    // Block layout: row i holds the p basis values of vertex i.
     let apply = |v: &[f64], out: &mut [f64]| {
-        out.par_iter_mut().enumerate().for_each(|(i, o)| {
-            let mut s = 0.0;
-            for e in start[i]..start[i + 1] {
-                s += vals[e] * v[g.cols[e] as usize];
+        out.par_chunks_mut(p).enumerate().for_each(|(i, o)| {
+            for t in 0..p {
+                o[t] = 0.5 * v[i * p + t];
             }
-            *o = 0.5 * (v[i] + s);
+            for e in start[i]..start[i + 1] {
+                let (a, j) = (vals[e], g.cols[e] as usize);
+                for t in 0..p {
+                    o[t] += a * v[j * p + t];
+                }
+            }
         });
     };
     // The trivial eigenvector (eigenvalue 1): D^1/2 · 1.
     let mut trivial: Vec<f64> = deg.iter().map(|d| d.sqrt()).collect();
-    normalize(&mut trivial);
-    let p = (dim + 4).min(n.saturating_sub(1)).max(dim);
-    let mut basis: Vec<Vec<f64>> = (0..p)
-        .map(|_| (0..n).map(|_| StandardNormal.sample(rng)).collect())
-        .collect();
-    let mut tmp = vec![0.0; n];
-    let mut last_ritz = vec![f64::NAN; p];
-    for it in 0..3000 {
-        for v in basis.iter_mut() {
-            apply(v, &mut tmp);
-            v.copy_from_slice(&tmp);
-        }
-        orthonormalize(&mut basis, &trivial);
+    let tn = trivial
+        .iter()
+        .map(|x| x * x)
+        .sum::<f64>()
+        .sqrt()
+        .max(1e-300);
+    trivial.iter_mut().for_each(|x| *x /= tn);
+    let mut v: Vec<f64> = (0..n * p).map(|_| StandardNormal.sample(rng)).collect();
+    let mut w = vec![0.0; n * p];
+    orthonormalize(&mut v, p, &trivial);
+    let mut last = vec![f64::NAN; p];
+    for it in 0..2000 {
+        apply(&v, &mut w);
+        std::mem::swap(&mut v, &mut w);
+        orthonormalize(&mut v, p, &trivial);
         if it % 10 == 9 {
-            let ritz = rayleigh_ritz(&mut basis, &apply);
+            let ritz = rayleigh_ritz(&mut v, p, &apply);
             let settled = ritz
                 .iter()
-                .zip(&last_ritz)
+                .zip(&last)
                 .take(dim)
-                .all(|(a, b)| (a - b).abs() < 1e-7);
-            last_ritz = ritz;
+                .all(|(a, b)| (a - b).abs() < 1e-5);
+            last = ritz;
             if settled {
                 break;
             }
         }
     }
-    rayleigh_ritz(&mut basis, &apply);
+    rayleigh_ritz(&mut v, p, &apply);
     let mut out = vec![0.0; n * dim];
-    for (c, v) in basis.iter().take(dim).enumerate() {
-        for i in 0..n {
-            out[i * dim + c] = v[i];
-        }
+    for i in 0..n {
+        out[i * dim..(i + 1) * dim].copy_from_slice(&v[i * p..i * p + dim]);
     }
     out
 }
 
-fn normalize(v: &mut [f64]) {
-    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
-    if norm > 0.0 {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-}
-
-/// Modified Gram-Schmidt, every vector also made orthogonal to `trivial`.
-fn orthonormalize(basis: &mut [Vec<f64>], trivial: &[f64]) {
-    for a in 0..basis.len() {
-        let (done, rest) = basis.split_at_mut(a);
-        let v = &mut rest[0];
-        for u in done.iter().map(|u| u.as_slice()).chain([trivial]) {
-            let dot: f64 = v.iter().zip(u).map(|(x, y)| x * y).sum();
-            v.iter_mut().zip(u).for_each(|(x, y)| *x -= dot * y);
+/// Modified Gram-Schmidt on the p columns of a row-interleaved block, each column also made
+/// orthogonal to `trivial`.
+fn orthonormalize(v: &mut [f64], p: usize, trivial: &[f64]) {
+    let n = trivial.len();
+    for a in 0..p {
+        let dot: f64 = (0..n).map(|i| v[i * p + a] * trivial[i]).sum();
+        for i in 0..n {
+            v[i * p + a] -= dot * trivial[i];
         }
-        normalize(v);
+        for b in 0..a {
+            let dot: f64 = (0..n).map(|i| v[i * p + a] * v[i * p + b]).sum();
+            for i in 0..n {
+                v[i * p + a] -= dot * v[i * p + b];
+            }
+        }
+        let norm = (0..n).map(|i| v[i * p + a].powi(2)).sum::<f64>().sqrt();
+        if norm > 0.0 {
+            for i in 0..n {
+                v[i * p + a] /= norm;
+            }
+        }
     }
 }
 
 // Dense p×p matrix code reads best with explicit indices.
 #[allow(clippy::needless_range_loop)]
-/// Rotates an orthonormal basis onto the Ritz vectors of the operator (largest Ritz value
+/// Rotates an orthonormal block basis onto the Ritz vectors of the operator (largest Ritz value
 /// first); returns the Ritz values.
-fn rayleigh_ritz(basis: &mut [Vec<f64>], apply: &impl Fn(&[f64], &mut [f64])) -> Vec<f64> {
-    let p = basis.len();
-    let n = basis[0].len();
-    let mut av = vec![0.0; n];
+fn rayleigh_ritz(v: &mut [f64], p: usize, apply: &impl Fn(&[f64], &mut [f64])) -> Vec<f64> {
+    let n = v.len() / p;
+    let mut av = vec![0.0; n * p];
+    apply(v, &mut av);
     let mut h = vec![vec![0.0; p]; p];
-    for b in 0..p {
-        apply(&basis[b], &mut av);
+    for i in 0..n {
         for a in 0..p {
-            h[a][b] = basis[a].iter().zip(&av).map(|(x, y)| x * y).sum();
+            for b in 0..p {
+                h[a][b] += v[i * p + a] * av[i * p + b];
+            }
         }
     }
     for a in 0..p {
@@ -392,19 +405,12 @@ fn rayleigh_ritz(basis: &mut [Vec<f64>], apply: &impl Fn(&[f64], &mut [f64])) ->
     let (vals, vecs) = jacobi_eigen(h);
     let mut order: Vec<usize> = (0..p).collect();
     order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
-    let rotated: Vec<Vec<f64>> = order
-        .iter()
-        .map(|&c| {
-            let mut v = vec![0.0; n];
-            for (r, b) in basis.iter().enumerate() {
-                let w = vecs[r][c];
-                v.iter_mut().zip(b).for_each(|(x, y)| *x += w * y);
-            }
-            v
-        })
-        .collect();
-    for (b, r) in basis.iter_mut().zip(rotated) {
-        *b = r;
+    let mut row = vec![0.0; p];
+    for i in 0..n {
+        for (t, &c) in order.iter().enumerate() {
+            row[t] = (0..p).map(|r| v[i * p + r] * vecs[r][c]).sum();
+        }
+        v[i * p..(i + 1) * p].copy_from_slice(&row);
     }
     order.iter().map(|&c| vals[c]).collect()
 }
@@ -497,13 +503,30 @@ pub fn umap(x: &[f32], n: usize, d: usize, opts: &UmapOptions) -> Result<Vec<f32
     if n < 3 || d == 0 || x.len() != n * d {
         bail!("UMAP needs at least 3 points with a matching data length");
     }
+    if !(1..=8).contains(&opts.n_components) {
+        bail!(
+            "UMAP: n_components must be 1 to 8, not {}",
+            opts.n_components
+        );
+    }
     if let Some(i) = x.iter().position(|v| !v.is_finite()) {
         bail!("UMAP input: row {} has a non-finite value", i / d + 1);
     }
     let k = opts.n_neighbors.clamp(2, n);
+    let t = std::time::Instant::now();
     let (idx, dist) = knn(x, n, d, k);
+    let t1 = t.elapsed().as_secs_f64();
     let g = fuzzy_graph(&idx, &dist, n, k);
-    Ok(layout(&g, opts))
+    let t2 = t.elapsed().as_secs_f64();
+    let out = layout(&g, opts);
+    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+        eprintln!(
+            "knn {t1:.2}s graph {:.2}s layout {:.2}s",
+            t2 - t1,
+            t.elapsed().as_secs_f64() - t2
+        );
+    }
+    Ok(out)
 }
 
 /// The embedding of a fuzzy graph: spectral initialisation, then SGD.
@@ -517,7 +540,11 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
         e => e,
     };
     // Initialisation: spectral, scaled to a max of 10, a little noise, then each axis to [0, 10].
+    let t0 = std::time::Instant::now();
     let init = spectral_init(g, dim, &mut rng);
+    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+        eprintln!("spectral {:.2}s", t0.elapsed().as_secs_f64());
+    }
     let max_abs = init.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
     let mut emb: Vec<f32> = init
         .iter()
@@ -551,54 +578,145 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
     let mut next_neg = eps_neg.clone();
     let (a, b) = find_ab(opts.spread, opts.min_dist);
     let (a, b) = (a as f32, b as f32);
-    let clip = |v: f32| v.clamp(-4.0, 4.0);
-    let mut cur = vec![0f32; dim];
-    for epoch in 0..n_epochs {
+    // Parallel and still deterministic: the vertices are cut into a fixed number of chunks
+    // (whatever the thread count), and each epoch runs in rounds. In a round a chunk processes
+    // its share of the edges whose head it owns (edges are sorted by head), reads its own
+    // vertices live and every other one from the snapshot taken at the start of the round, and
+    // moves the tail of an edge at once when it owns it, else after the round (in chunk order).
+    // Negative samples come from a generator per (epoch, round, chunk).
+    const CHUNKS: usize = 32;
+    // Each epoch runs in rounds with a fresh snapshot, so positions read are at most 1/ROUNDS
+    // of an epoch old.
+    const ROUNDS: usize = 4;
+    let bounds: Vec<usize> = (0..=CHUNKS).map(|c| c * n / CHUNKS).collect();
+    let edge_at = |v: usize| head.partition_point(|&h| h < v);
+    let edge_bounds: Vec<usize> = bounds.iter().map(|&v| edge_at(v)).collect();
+    let base_seed: u64 = rng.random();
+    let mut snapshot = emb.clone();
+    for (epoch, round) in (0..n_epochs).flat_map(|e| (0..ROUNDS).map(move |r| (e, r))) {
         let alpha = (opts.learning_rate * (1.0 - epoch as f64 / n_epochs as f64)) as f32;
         let ep = epoch as f64;
-        for e in 0..head.len() {
-            if next[e] > ep {
-                continue;
-            }
-            let (j, k) = (head[e], tail[e]);
-            let mut d2 = 0.0f32;
-            for c in 0..dim {
-                let diff = emb[j * dim + c] - emb[k * dim + c];
-                d2 += diff * diff;
-            }
-            if d2 > 0.0 {
-                let coef = -2.0 * a * b * fast_pow(d2, b - 1.0) / (a * fast_pow(d2, b) + 1.0);
-                for c in 0..dim {
-                    let grad = clip(coef * (emb[j * dim + c] - emb[k * dim + c])) * alpha;
-                    emb[j * dim + c] += grad;
-                    emb[k * dim + c] -= grad;
-                }
-            }
-            next[e] += eps[e];
-            let n_neg = ((ep - next_neg[e]) / eps_neg[e]) as i64;
-            cur.copy_from_slice(&emb[j * dim..(j + 1) * dim]);
-            for _ in 0..n_neg.max(0) {
-                let k = rng.random_range(0..n);
-                if k == j {
-                    continue;
-                }
-                let mut d2 = 0.0f32;
-                for c in 0..dim {
-                    let diff = cur[c] - emb[k * dim + c];
-                    d2 += diff * diff;
-                }
-                if d2 > 0.0 {
-                    let coef = 2.0 * b / ((0.001 + d2) * (a * fast_pow(d2, b) + 1.0));
-                    for c in 0..dim {
-                        cur[c] += clip(coef * (cur[c] - emb[k * dim + c])) * alpha;
+        snapshot.copy_from_slice(&emb);
+        let snap = &snapshot;
+        // Split positions, schedules and edge ranges by chunk.
+        let mut pos_parts: Vec<&mut [f32]> = Vec::with_capacity(CHUNKS);
+        let mut rest = emb.as_mut_slice();
+        for c in 0..CHUNKS {
+            let (a_, b_) = rest.split_at_mut((bounds[c + 1] - bounds[c]) * dim);
+            pos_parts.push(a_);
+            rest = b_;
+        }
+        let mut next_parts: Vec<(&mut [f64], &mut [f64])> = Vec::with_capacity(CHUNKS);
+        let (mut rn, mut rg) = (next.as_mut_slice(), next_neg.as_mut_slice());
+        for c in 0..CHUNKS {
+            let len = edge_bounds[c + 1] - edge_bounds[c];
+            let (a1, b1) = rn.split_at_mut(len);
+            let (a2, b2) = rg.split_at_mut(len);
+            next_parts.push((a1, a2));
+            rn = b1;
+            rg = b2;
+        }
+        let pending: Vec<Vec<(usize, [f32; 8])>> = pos_parts
+            .into_par_iter()
+            .zip(next_parts)
+            .enumerate()
+            .map(|(c, (own, (nx, nn)))| {
+                let mut pending: Vec<(usize, [f32; 8])> = Vec::new();
+                let first = bounds[c];
+                let key = ((epoch * ROUNDS + round) as u64) << 20 | c as u64;
+                let mut state = splitmix(base_seed ^ key);
+                let mut cur = [0f32; 8];
+                let cur = &mut cur[..dim];
+                let len = edge_bounds[c + 1] - edge_bounds[c];
+                for le in len * round / ROUNDS..len * (round + 1) / ROUNDS {
+                    let e = edge_bounds[c] + le;
+                    if nx[le] > ep {
+                        continue;
                     }
+                    let (j, k) = (head[e], tail[e]);
+                    let lj = j - first;
+                    cur.copy_from_slice(&own[lj * dim..(lj + 1) * dim]);
+                    let mut ob = [0f32; 8];
+                    let last = first + own.len() / dim;
+                    if k >= first && k < last {
+                        ob[..dim].copy_from_slice(&own[(k - first) * dim..(k - first + 1) * dim]);
+                    } else {
+                        ob[..dim].copy_from_slice(&snap[k * dim..(k + 1) * dim]);
+                    }
+                    let other = &ob[..dim];
+                    let d2: f32 = cur.iter().zip(other).map(|(x, y)| (x - y) * (x - y)).sum();
+                    if d2 > 0.0 {
+                        let coef =
+                            -2.0 * a * b * fast_pow(d2, b - 1.0) / (a * fast_pow(d2, b) + 1.0);
+                        let mut push = [0f32; 8];
+                        for t in 0..dim {
+                            let g = (coef * (cur[t] - other[t])).clamp(-4.0, 4.0) * alpha;
+                            cur[t] += g;
+                            push[t] = -g;
+                        }
+                        // The tail moves too, as in umap-learn: at once when this chunk owns
+                        // it, else after the round (in chunk order, so still deterministic).
+                        if k >= first && k < last {
+                            for t in 0..dim {
+                                own[(k - first) * dim + t] += push[t];
+                            }
+                        } else {
+                            pending.push((k, push));
+                        }
+                    }
+                    nx[le] += eps[e];
+                    let n_neg = (((ep - nn[le]) / eps_neg[e]) as i64).max(0);
+                    for _ in 0..n_neg {
+                        state = xorshift(state);
+                        let k = ((state >> 11) % n as u64) as usize;
+                        if k == j {
+                            continue;
+                        }
+                        let mut ob = [0f32; 8];
+                        if k >= first && k < last {
+                            ob[..dim]
+                                .copy_from_slice(&own[(k - first) * dim..(k - first + 1) * dim]);
+                        } else {
+                            ob[..dim].copy_from_slice(&snap[k * dim..(k + 1) * dim]);
+                        }
+                        let other = &ob[..dim];
+                        let d2: f32 = cur.iter().zip(other).map(|(x, y)| (x - y) * (x - y)).sum();
+                        if d2 > 0.0 {
+                            let coef = 2.0 * b / ((0.001 + d2) * (a * fast_pow(d2, b) + 1.0));
+                            for t in 0..dim {
+                                cur[t] += (coef * (cur[t] - other[t])).clamp(-4.0, 4.0) * alpha;
+                            }
+                        }
+                    }
+                    own[lj * dim..(lj + 1) * dim].copy_from_slice(cur);
+                    nn[le] += n_neg as f64 * eps_neg[e];
                 }
+                pending
+            })
+            .collect();
+        for (k, push) in pending.into_iter().flatten() {
+            for t in 0..dim {
+                emb[k * dim + t] += push[t];
             }
-            emb[j * dim..(j + 1) * dim].copy_from_slice(&cur);
-            next_neg[e] += n_neg.max(0) as f64 * eps_neg[e];
         }
     }
     emb
+}
+
+/// A well-mixed 64-bit seed from any input (SplitMix64's finaliser).
+fn splitmix(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    (z ^ (z >> 31)) | 1
+}
+
+/// xorshift64: the negative-sampling generator (fast; seeded per epoch and chunk).
+fn xorshift(mut x: u64) -> u64 {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    x
 }
 
 /// Trustworthiness (Venna & Kaski; scikit-learn's definition) of `low` as an embedding of
