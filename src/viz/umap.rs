@@ -306,13 +306,14 @@ fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     // Block layout: row i holds the p basis values of vertex i.
     let apply = |v: &[f64], out: &mut [f64]| {
         out.par_chunks_mut(p).enumerate().for_each(|(i, o)| {
-            for t in 0..p {
-                o[t] = 0.5 * v[i * p + t];
+            for (ot, vt) in o.iter_mut().zip(&v[i * p..(i + 1) * p]) {
+                *ot = 0.5 * vt;
             }
-            for e in start[i]..start[i + 1] {
-                let (a, j) = (vals[e], g.cols[e] as usize);
-                for t in 0..p {
-                    o[t] += a * v[j * p + t];
+            let edges = start[i]..start[i + 1];
+            for (&a, &j) in vals[edges.clone()].iter().zip(&g.cols[edges]) {
+                let row = &v[j as usize * p..(j as usize + 1) * p];
+                for (ot, vt) in o.iter_mut().zip(row) {
+                    *ot += a * vt;
                 }
             }
         });
