@@ -238,7 +238,7 @@ fn png_data_uri(path: &Path) -> Result<String> {
 const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px;color:#222}\
 table{border-collapse:collapse;margin:8px 0 20px}th,td{border:1px solid #ccc;padding:4px 8px;\
 text-align:right;font-size:13px}th{background:#f0f0f0}td.name,th.name{text-align:left}\
-td.name{white-space:nowrap}.wide{overflow-x:auto}td.best{background:#dff0d8;font-weight:bold}tr.ref td{color:#555;font-style:italic;\
+td{white-space:nowrap}.wide{overflow-x:auto}td.best{background:#dff0d8;font-weight:bold}tr.ref td{color:#555;font-style:italic;\
 background:#fafafa}.note{color:#555;font-size:13px}img{max-width:100%;border:1px solid #ddd;\
 margin:6px 0}h2{margin-top:28px}";
 
@@ -448,7 +448,8 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
     writeln!(
         h,
         "<p class=\"note\">★ best value of the column among the embedding sets (reference rows \
-         excluded). Values: mean ± population sd over folds.</p>"
+         excluded). Values: mean ± population sd over folds. A set that covers few of a task's genes is \
+         scored on that subset only: read each value with its coverage (Details).</p>"
     )?;
     let present: Vec<&str> = spans.iter().map(|(g, _)| g.as_str()).collect();
     let mut missing: Vec<String> = Vec::new();
@@ -472,7 +473,7 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
     // Details: coverage and seeds per result.
     writeln!(
         h,
-        "<h2>Details</h2><table><tr><th class=\"name\">task</th><th class=\"name\">embedding set\
+        "<h2>Details</h2><div class=\"wide\"><table><tr><th class=\"name\">task</th><th class=\"name\">embedding set\
          </th><th>n (+/−)</th><th>coverage</th><th>genes matched</th><th>ROC-AUC</th><th>AP</th>\
          <th>accuracy</th><th>F1</th><th class=\"name\">other metrics</th>\
          <th class=\"name\">protocol (seed)</th></tr>"
@@ -512,7 +513,7 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
             )?;
         }
     }
-    writeln!(h, "</table><h2>Embedding sets</h2><table><tr><th class=\"name\">name</th>\
+    writeln!(h, "</table></div><h2>Embedding sets</h2><table><tr><th class=\"name\">name</th>\
                <th>genes</th><th>dims</th><th class=\"name\">source</th><th class=\"name\">SHA-256</th></tr>")?;
     for run in &data.runs {
         for e in &run.probe.embedding_sets {
