@@ -114,10 +114,9 @@ struct ProbeArgs {
     out: Option<PathBuf>,
 }
 
+/// Where per-gene texts come from (`embed`, `sft-data`).
 #[derive(Args, Debug)]
-struct EmbedArgs {
-    /// Genes to embed, one per line (`#` comments) [default: every gene of --texts].
-    genes: Option<PathBuf>,
+struct TextsArgs {
     /// Per-gene texts: a JSON object {gene: text}, or a TSV/CSV with a header.
     #[arg(long)]
     texts: PathBuf,
@@ -127,6 +126,20 @@ struct EmbedArgs {
     /// Text column of a --texts table.
     #[arg(long, default_value = "profile")]
     text_col: String,
+}
+
+impl TextsArgs {
+    fn read(&self) -> Result<embed::texts::GeneTexts> {
+        embed::texts::GeneTexts::read(&self.texts, &self.id_col, &self.text_col)
+    }
+}
+
+#[derive(Args, Debug)]
+struct EmbedArgs {
+    /// Genes to embed, one per line (`#` comments) [default: every gene of --texts].
+    genes: Option<PathBuf>,
+    #[command(flatten)]
+    texts: TextsArgs,
     /// Model folder (config.json, model.safetensors, tokenizer.json): a BERT-family encoder such
     /// as models/all-MiniLM-L6-v2, or a Llama/Qwen2 decoder (hidden-state pooling).
     #[arg(long)]
@@ -350,13 +363,8 @@ struct DescribeArgs {
 
 #[derive(Args, Debug)]
 struct SftDataArgs {
-    /// Gene texts: a JSON object {gene: text} or a TSV/CSV with a header.
-    #[arg(long)]
-    texts: PathBuf,
-    #[arg(long, default_value = "symbol")]
-    id_col: String,
-    #[arg(long, default_value = "profile")]
-    text_col: String,
+    #[command(flatten)]
+    texts: TextsArgs,
     /// Output folder: train.jsonl, test.jsonl, train_genes.txt, test_genes.txt, split.json.
     #[arg(long)]
     out: PathBuf,
@@ -593,16 +601,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
         .iter()
         .map(|p| EmbeddingSet::from_file(p))
         .collect::<Result<Vec<_>>>()?;
-    let mut names = std::collections::HashSet::new();
-    for s in &mut sets {
-        let base = s.name.clone();
-        let mut k = 2;
-        while !names.insert(s.name.clone()) {
-            s.name = format!("{base}_{k}");
-            k += 1;
-        }
-        s.info.name = s.name.clone();
-    }
+    suite::unique_names(&mut sets);
     if args.baseline.is_some() {
         let random = EmbeddingSet::random_like(&sets[0].embeddings, args.seed);
         sets.push(random);
@@ -705,7 +704,7 @@ fn embed(args: EmbedArgs) -> Result<()> {
         .as_deref()
         .map(embed::texts::read_gene_list)
         .transpose()?;
-    let texts = embed::texts::GeneTexts::read(&args.texts, &args.id_col, &args.text_col)?;
+    let texts = args.texts.read()?;
     let device = candle_core::Device::Cpu;
     let encoder = TextEncoder::load(&args.model, args.max_len, args.backend, &device)?;
     let opts = EncodeOptions {
@@ -731,12 +730,12 @@ fn embed(args: EmbedArgs) -> Result<()> {
     emb.source = format!(
         "{} over {} ({})",
         args.model.display(),
-        args.texts.display(),
+        args.texts.texts.display(),
         emb.source
     );
     emb.write(&args.out)?;
     report.model = args.model.display().to_string();
-    report.texts = args.texts.display().to_string();
+    report.texts = args.texts.texts.display().to_string();
     report.output = args.out.display().to_string();
     let report_path = embed::report_path(&args.out);
     std::fs::write(&report_path, serde_json::to_string_pretty(&report)?)
@@ -886,7 +885,7 @@ fn describe(args: DescribeArgs) -> Result<()> {
 fn sft_data(args: SftDataArgs) -> Result<()> {
     use crate::model::generate;
     use crate::train::data::{split_genes, write_profile_conversations};
-    let texts = embed::texts::GeneTexts::read(&args.texts, &args.id_col, &args.text_col)?;
+    let texts = args.texts.read()?;
     let split = split_genes(texts.genes(), args.test_fraction, args.seed)?;
     let system = args
         .system
@@ -910,7 +909,7 @@ fn sft_data(args: SftDataArgs) -> Result<()> {
             .with_context(|| format!("{}: cannot write", list.display()))?;
     }
     let summary = serde_json::json!({
-        "bftkit_version": env!("CARGO_PKG_VERSION"), "texts": args.texts.display().to_string(),
+        "bftkit_version": env!("CARGO_PKG_VERSION"), "texts": args.texts.texts.display().to_string(),
         "seed": args.seed, "test_fraction": args.test_fraction,
         "train_genes": split.train.len(), "test_genes": split.test.len(),
         "system": system, "user": user,

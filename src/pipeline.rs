@@ -241,16 +241,7 @@ pub fn run_suite(
         sets.push(load_set(src, k, &mut |m| progress(step, total, &m))?);
         step += 1;
     }
-    let mut names = std::collections::HashSet::new();
-    for s in &mut sets {
-        let base = s.name.clone();
-        let mut n = 2;
-        while !names.insert(s.name.clone()) {
-            s.name = format!("{base}_{n}");
-            n += 1;
-        }
-        s.info.name = s.name.clone();
-    }
+    suite::unique_names(&mut sets);
     if cfg.baseline {
         sets.push(EmbeddingSet::random_like(&sets[0].embeddings, cfg.seed));
     }

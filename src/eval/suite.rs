@@ -97,6 +97,20 @@ impl EmbeddingSet {
     }
 }
 
+/// Makes set names unique (`name`, `name_2`, ...), keeping the first as it is.
+pub fn unique_names(sets: &mut [EmbeddingSet]) {
+    let mut names = std::collections::HashSet::new();
+    for s in sets {
+        let base = s.name.clone();
+        let mut k = 2;
+        while !names.insert(s.name.clone()) {
+            s.name = format!("{base}_{k}");
+            k += 1;
+        }
+        s.info.name = s.name.clone();
+    }
+}
+
 /// Options shared by every task of a probe run.
 #[derive(Debug, Clone)]
 pub struct ProbeOptions {

@@ -114,6 +114,17 @@ pub fn scatter_png(
             .label(format!("{name} ({})", pts.len()))
             .legend(move |(x, y)| Circle::new((x + 8, y), 4, c.filled()));
     }
+    finish(chart, &root, &e)
+}
+
+/// Draws the legend (upper right, framed) and writes the file.
+fn finish<'a, X: Ranged, Y: Ranged>(
+    mut chart: ChartContext<'a, BitMapBackend<'a>, Cartesian2d<X, Y>>,
+    root: &DrawingArea<BitMapBackend<'a>, plotters::coord::Shift>,
+    e: &impl Fn(
+        DrawingAreaErrorKind<<BitMapBackend<'static> as DrawingBackend>::ErrorType>,
+    ) -> anyhow::Error,
+) -> Result<()> {
     chart
         .configure_series_labels()
         .background_style(WHITE.mix(0.85))
@@ -121,8 +132,8 @@ pub fn scatter_png(
         .label_font((FONT, 13))
         .position(SeriesLabelPosition::UpperRight)
         .draw()
-        .map_err(&e)?;
-    root.present().map_err(&e)?;
+        .map_err(e)?;
+    root.present().map_err(e)?;
     Ok(())
 }
 
@@ -213,16 +224,7 @@ pub fn bars_png(
             .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], c.filled()));
         chart.draw_series(whiskers).map_err(&e)?;
     }
-    chart
-        .configure_series_labels()
-        .background_style(WHITE.mix(0.85))
-        .border_style(BLACK)
-        .label_font((FONT, 13))
-        .position(SeriesLabelPosition::UpperRight)
-        .draw()
-        .map_err(&e)?;
-    root.present().map_err(&e)?;
-    Ok(())
+    finish(chart, &root, &e)
 }
 
 /// A scIB-style table: one row per embedding set, one column per task, each cell a circle
