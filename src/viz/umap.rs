@@ -275,7 +275,8 @@ pub fn find_ab(spread: f64, min_dist: f64) -> (f64, f64) {
 
 /// Eigenvectors 2..=dim+1 of D^-1/2 W D^-1/2 (the smallest non-trivial ones of the normalised
 /// Laplacian) by block subspace iteration with Rayleigh-Ritz, to umap-learn's accuracy (its
-/// eigsh uses tol 1e-4): the Ritz values must settle to 1e-5.
+/// eigsh uses tol 1e-4): the Ritz values must settle to 1e-4. (1e-5 took 2.5x the time for the
+/// same trustworthiness on the 20,598 gene embeddings: 0.8879 vs 0.8865.)
 fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let n = g.n;
     let mut deg = vec![0.0f64; n];
@@ -341,7 +342,7 @@ fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
                 .iter()
                 .zip(&last)
                 .take(dim)
-                .all(|(a, b)| (a - b).abs() < 1e-5);
+                .all(|(a, b)| (a - b).abs() < 1e-4);
             last = ritz;
             if settled {
                 break;
