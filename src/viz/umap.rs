@@ -8,7 +8,8 @@
 //! normalised graph, by subspace iteration), then SGD with negative sampling on the curve
 //! 1 / (1 + a d^2b) fitted to `min_dist` and `spread`. The SGD runs in parallel over fixed vertex
 //! chunks against a per-epoch snapshot, so a seed fixes the layout bit for bit on any number of
-//! threads (umap-learn is reproducible only single-threaded).
+//! threads (umap-learn is reproducible only single-threaded). `BFTKIT_UMAP_TIMING=1` prints the
+//! time of each phase to stderr.
 
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
