@@ -194,14 +194,13 @@ pub fn write(dir: &Path) -> Result<()> {
     files.extend(cell_files(&latent)?);
     let (mtx_name, mtx_gz, perturb) = perturbation_files(&latent)?;
     files.extend(perturb);
-    {
-        let path = data.join(mtx_name);
-        std::fs::create_dir_all(path.parent().expect("file in a folder"))?;
-        std::fs::write(&path, mtx_gz)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
-    }
 
-    for (rel, text) in files {
+    let binary = std::iter::once((mtx_name.to_string(), mtx_gz));
+    for (rel, text) in files
+        .into_iter()
+        .map(|(r, t)| (r, t.into_bytes()))
+        .chain(binary)
+    {
         let path = data.join(&rel);
         std::fs::create_dir_all(path.parent().expect("file in a folder"))?;
         std::fs::write(&path, text).with_context(|| format!("{}: cannot write", path.display()))?;

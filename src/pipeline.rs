@@ -218,6 +218,39 @@ fn gene_classes(
     ))
 }
 
+/// A seeded UMAP of `x` (one row of width `d` per name) for the report; `colour` is the task
+/// whose classes colour the points, the class names, and each point's class.
+fn umap_layout(
+    x: &[f32],
+    d: usize,
+    seed: u64,
+    set: &str,
+    points: &str,
+    names: &[String],
+    colour: (String, Vec<String>, Vec<Option<usize>>),
+) -> Result<UmapLayout> {
+    let start = Instant::now();
+    let opts = UmapOptions {
+        seed,
+        ..UmapOptions::default()
+    };
+    let flat = umap(x, names.len(), d, &opts)?;
+    let (colour_task, class_names, classes) = colour;
+    Ok(UmapLayout {
+        embedding_set: set.to_string(),
+        colour_task,
+        class_names,
+        genes: names.to_vec(),
+        points: points.to_string(),
+        xy: flat.chunks(2).map(|p| [p[0], p[1]]).collect(),
+        classes,
+        n_neighbors: opts.n_neighbors,
+        min_dist: opts.min_dist,
+        seed: opts.seed,
+        runtime_s: start.elapsed().as_secs_f64(),
+    })
+}
+
 /// Runs the suite: probes, UMAPs; `progress(step, total, what)` follows along.
 pub fn run_suite(
     cfg: &SuiteConfig,
@@ -285,32 +318,18 @@ pub fn run_suite(
         for set in &sets {
             progress(step, total, &format!("UMAP of {}", set.name));
             step += 1;
-            let start = Instant::now();
             let e = &set.embeddings;
-            let uo = UmapOptions {
-                seed: cfg.seed,
-                ..UmapOptions::default()
-            };
-            let flat = umap(&e.values, e.len(), e.dim, &uo)
-                .with_context(|| format!("UMAP of {}", set.name))?;
-            let (class_names, classes, task) =
+            let colour =
                 match colour_task.and_then(|t| gene_classes(t, ctx, e, cfg.seed).map(|c| (c, t))) {
-                    Some(((n, c), t)) => (n, c, t.name.clone()),
-                    None => (Vec::new(), vec![None; e.len()], String::new()),
+                    Some(((n, c), t)) => (t.name.clone(), n, c),
+                    None => (String::new(), Vec::new(), vec![None; e.len()]),
                 };
-            umaps.push(UmapLayout {
-                embedding_set: set.name.clone(),
-                colour_task: task,
-                class_names,
-                genes: e.ids.clone(),
-                points: "genes".into(),
-                xy: flat.chunks(2).map(|p| [p[0], p[1]]).collect(),
-                classes,
-                n_neighbors: uo.n_neighbors,
-                min_dist: uo.min_dist,
-                seed: uo.seed,
-                runtime_s: start.elapsed().as_secs_f64(),
-            });
+            umaps.push(
+                umap_layout(
+                    &e.values, e.dim, cfg.seed, &set.name, "genes", &e.ids, colour,
+                )
+                .with_context(|| format!("UMAP of {}", set.name))?,
+            );
         }
     }
     // Cells of each cell task that ran, laid out per set and coloured by type.
@@ -322,29 +341,27 @@ pub fn run_suite(
             let Some(src) = &task.cells else { continue };
             let data = crate::eval::cells::load(src, &ctx.data_dir)?;
             for set in &sets {
-                let start = Instant::now();
                 let resolver = GeneResolver::new(&set.embeddings, ctx.gene_map.map(|(m, _)| m));
                 let (x, _) =
                     crate::embed::cells::genept_w(&data.matrix, &set.embeddings, &resolver)?;
-                let uo = UmapOptions {
-                    seed: cfg.seed,
-                    ..UmapOptions::default()
-                };
-                let flat = umap(&x, data.labels.len(), set.embeddings.dim, &uo)
-                    .with_context(|| format!("UMAP of {} cells, {}", task.name, set.name))?;
-                umaps.push(UmapLayout {
-                    embedding_set: set.name.clone(),
-                    colour_task: task.name.clone(),
-                    class_names: data.class_names.clone(),
-                    genes: data.matrix.cells.clone(),
-                    points: "cells".into(),
-                    xy: flat.chunks(2).map(|p| [p[0], p[1]]).collect(),
-                    classes: data.labels.iter().map(|&l| Some(l)).collect(),
-                    n_neighbors: uo.n_neighbors,
-                    min_dist: uo.min_dist,
-                    seed: uo.seed,
-                    runtime_s: start.elapsed().as_secs_f64(),
-                });
+                let colour = (
+                    task.name.clone(),
+                    data.class_names.clone(),
+                    data.labels.iter().map(|&l| Some(l)).collect(),
+                );
+                let names = &data.matrix.cells;
+                umaps.push(
+                    umap_layout(
+                        &x,
+                        set.embeddings.dim,
+                        cfg.seed,
+                        &set.name,
+                        "cells",
+                        names,
+                        colour,
+                    )
+                    .with_context(|| format!("UMAP of {} cells, {}", task.name, set.name))?,
+                );
             }
         }
     }

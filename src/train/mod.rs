@@ -129,16 +129,14 @@ pub fn dataset_weights(
     if batch_size == 0 {
         bail!("batch size must be at least 1");
     }
-    let device = Device::Cpu;
-    let pre = crate::model::load_pretrained(model_path, &device)?;
-    let vb = candle_nn::VarBuilder::from_tensors(pre.tensors, DType::F32, &device);
-    let model = crate::model::Decoder::load(vb, &pre.config)?;
+    let (model, tokenizer) =
+        crate::model::generate::load_decoder(model_path, None, &Device::Cpu, DType::F32)?;
     let conversations = data::read_conversations(data)?;
     let mut rows = Vec::with_capacity(conversations.len());
     for chunk in conversations.chunks(batch_size) {
         let samples = chunk
             .iter()
-            .map(|(_, m)| data::tokenize(&pre.tokenizer, &data::render(template, m), max_len))
+            .map(|(_, m)| data::tokenize(&tokenizer, &data::render(template, m), max_len))
             .collect::<Result<Vec<_>>>()?;
         let logprobs = step::response_logprobs(&model, &samples)?;
         rows.extend(chunk.iter().map(|(line, _)| *line).zip(logprobs));
