@@ -10,9 +10,10 @@ BIN=${1:-target/release/bftkit}
 MODEL=${2:-models/SmolLM2-135M-Instruct}
 STEPS=${3:-20}
 DATA=${DATA:-bench/out/finetune/data/train.jsonl}
+DEVICE=${DEVICE:-cuda:0}
 OUT=${OUT:-$(mktemp -d)}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
-"$BIN" finetune --model "$MODEL" --data "$DATA" --out "$OUT/ft" --device cuda:0 --dtype bf16 \
+"$BIN" finetune --model "$MODEL" --data "$DATA" --out "$OUT/ft" --device "$DEVICE" --dtype bf16 \
     --loss bft --max-steps "$STEPS" --max-len 256 --batch-size 8 --seed 0
 python3 - "$OUT/ft/train_log.jsonl" <<'PY'
 import json, sys
@@ -22,6 +23,6 @@ print(f"finetune: {len(rows)} steps, loss {rows[0]['loss']:.4f} -> {rows[-1]['lo
       f"{sum(r['tokens_per_s'] for r in tail) / len(tail):.0f} response tokens/s (steps 2..)")
 PY
 head -5 "${GENES:-bench/out/finetune/data/test_genes.txt}" > "$OUT/genes.txt"
-"$BIN" describe "$OUT/genes.txt" --model "$MODEL" --adapter "$OUT/ft" --device cuda:0 \
+"$BIN" describe "$OUT/genes.txt" --model "$MODEL" --adapter "$OUT/ft" --device "$DEVICE" \
     --out "$OUT/profiles.tsv" --max-new-tokens 128 --batch-size 5
 cut -c1-200 "$OUT/profiles.tsv"

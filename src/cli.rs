@@ -56,6 +56,10 @@ enum Command {
     Fixtures {
         #[arg(long, default_value = "fixtures")]
         out: PathBuf,
+        /// Also write tiny seeded models (BERT, Llama, Qwen2) to OUT/models, to try the model
+        /// commands (embed, finetune, describe) without downloading one.
+        #[arg(long)]
+        models: bool,
     },
 }
 
@@ -486,13 +490,21 @@ pub fn main() -> Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
             Ok(())
         }
-        Command::Fixtures { out } => {
+        Command::Fixtures { out, models } => {
             crate::fixtures::write(&out)?;
             println!(
                 "wrote {}/data and {}/embeddings.tsv",
                 out.display(),
                 out.display()
             );
+            if models {
+                let dir = out.join("models");
+                crate::fixtures::write_tiny_bert(&dir.join("tiny-bert"))?;
+                for kind in ["llama", "qwen2"] {
+                    crate::fixtures::write_tiny_decoder(&dir.join(format!("tiny-{kind}")), kind)?;
+                }
+                println!("wrote tiny seeded models to {}", dir.display());
+            }
             Ok(())
         }
     }

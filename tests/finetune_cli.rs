@@ -384,3 +384,35 @@ fn bf16_base_weights_train_f32_adapters_and_devices_are_checked() {
             .stderr(contains("--features cuda"));
     }
 }
+
+#[test]
+fn fixtures_models_writes_three_loadable_model_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    Command::cargo_bin("bftkit")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["fixtures", "--out", "fx", "--models"])
+        .assert()
+        .success()
+        .stdout(contains("tiny seeded models"));
+    for m in ["tiny-bert", "tiny-llama", "tiny-qwen2"] {
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            assert!(
+                dir.path().join("fx/models").join(m).join(f).is_file(),
+                "{m}/{f}"
+            );
+        }
+    }
+    // The decoder folder is a real model: describe runs on it.
+    std::fs::write(dir.path().join("genes.txt"), "the\n").unwrap();
+    Command::cargo_bin("bftkit")
+        .unwrap()
+        .current_dir(dir.path())
+        .args(["describe", "genes.txt", "--model", "fx/models/tiny-llama"])
+        .args(["--max-new-tokens", "4", "--out", "p.tsv"])
+        .assert()
+        .success();
+    assert!(std::fs::read_to_string(dir.path().join("p.tsv"))
+        .unwrap()
+        .starts_with("symbol\tprofile\nthe\t"));
+}
