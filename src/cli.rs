@@ -35,6 +35,8 @@ enum Command {
     Report(ReportArgs),
     /// 2-D UMAP layout of an embedding file (gene, x, y as TSV).
     Umap(UmapArgs),
+    /// scIB integration metrics of a cell embedding (labels and batches from an annotation).
+    Scib(ScibArgs),
     /// List the benchmark tasks and whether their data is present.
     Tasks(DataArgs),
     /// Probe gene embeddings with logistic regression on benchmark tasks.
@@ -322,6 +324,31 @@ struct UmapArgs {
 }
 
 #[derive(Args, Debug)]
+struct ScibArgs {
+    /// Cell embedding file (id, then the values; TSV/CSV or safetensors, as gene embeddings).
+    #[arg(long)]
+    embeddings: PathBuf,
+    /// Cell annotation (CSV/TSV with a header) holding the cell id, label and batch columns.
+    #[arg(long)]
+    obs: PathBuf,
+    #[arg(long, default_value = "cell")]
+    cell_col: String,
+    #[arg(long, default_value = "label")]
+    label_col: String,
+    #[arg(long, default_value = "batch")]
+    batch_col: String,
+    /// The unintegrated representation (same cell ids), for PCR comparison.
+    #[arg(long)]
+    pre: Option<PathBuf>,
+    /// Seed of k-means.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Write the JSON here instead of standard output.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Args, Debug)]
 struct ReportArgs {
     /// results.json files written by `bftkit run` (several are shown side by side).
     #[arg(required = true)]
@@ -449,6 +476,25 @@ pub fn main() -> Result<()> {
         }
         Command::Describe(args) => describe(args),
         Command::Run(args) => run(args),
+        Command::Scib(args) => {
+            let report = crate::eval::integration::scib_files(
+                &args.embeddings,
+                &args.obs,
+                (&args.cell_col, &args.label_col, &args.batch_col),
+                args.pre.as_deref(),
+                args.seed,
+            )?;
+            let json = serde_json::to_string_pretty(&report)?;
+            match &args.out {
+                Some(p) => {
+                    std::fs::write(p, json + "\n")
+                        .with_context(|| format!("cannot write {}", p.display()))?;
+                    eprintln!("wrote {}", p.display());
+                }
+                None => println!("{json}"),
+            }
+            Ok(())
+        }
         Command::Umap(args) => {
             let start = std::time::Instant::now();
             let e = crate::io::GeneEmbeddings::read(&args.embeddings)?;

@@ -42,14 +42,23 @@ pub fn write(dir: &Path) -> Result<()> {
     let data = dir.join("data");
     let mut files: Vec<(String, String)> = Vec::new();
 
-    // Gene id map (NCBI layout); every tenth gene has an alias.
+    // Gene id map (NCBI layout); every tenth gene has an alias, and the antibody targets of
+    // the integration task are aliases of genes 300.. (the T-cell receptor ones of genes
+    // without an embedding), so the real task file runs on the fixtures.
     let mut ids = String::from("entrez_id\tsymbol\tgene_type\tensembl_ids\tuniprot_ids\taliases\n");
+    let targets = antibody_target_genes();
     for i in 0..GENES {
-        let alias = if i % 10 == 0 {
-            format!("ALIAS{i}")
-        } else {
-            String::new()
-        };
+        let mut aliases: Vec<String> = Vec::new();
+        if i % 10 == 0 {
+            aliases.push(format!("ALIAS{i}"));
+        }
+        aliases.extend(
+            targets
+                .iter()
+                .filter(|(_, g)| *g == i)
+                .map(|(t, _)| t.to_string()),
+        );
+        let alias = aliases.join(";");
         writeln!(
             ids,
             "{}\t{}\tprotein-coding\t{}\t\t{alias}",
@@ -194,8 +203,13 @@ pub fn write(dir: &Path) -> Result<()> {
     files.extend(cell_files(&latent)?);
     let (mtx_name, mtx_gz, perturb) = perturbation_files(&latent)?;
     files.extend(perturb);
+    let (rna_name, rna_gz, citeseq) = integration_files(&latent)?;
+    files.extend(citeseq);
 
-    let binary = std::iter::once((mtx_name.to_string(), mtx_gz));
+    let binary = [
+        (mtx_name.to_string(), mtx_gz),
+        (rna_name.to_string(), rna_gz),
+    ];
     for (rel, text) in files
         .into_iter()
         .map(|(r, t)| (r, t.into_bytes()))
@@ -341,6 +355,205 @@ fn perturbation_files(
         vec![
             ("perturb_papalexi2021_lowmoi/genes.tsv".into(), genes),
             ("perturb_papalexi2021_lowmoi/cells.tsv".into(), cells),
+        ],
+    ))
+}
+
+/// The ECCITE-seq panel's 49 antibodies, as the real ADT matrix names them.
+const ANTIBODIES: [&str; 49] = [
+    "B220 (CD45R)",
+    "B7-H1 (PD-L1)",
+    "C-kit (CD117)",
+    "CCR7",
+    "CD11b",
+    "CD11c",
+    "CD138",
+    "CD14",
+    "CD16",
+    "CD19",
+    "CD1a",
+    "CD2",
+    "CD223 (lag3)",
+    "CD24",
+    "CD26 (Adenosine)",
+    "CD27",
+    "CD28",
+    "CD3",
+    "CD34",
+    "CD366 (tim3)",
+    "CD4",
+    "CD44",
+    "CD45",
+    "CD45RA",
+    "CD45RO",
+    "CD5",
+    "CD56",
+    "CD62L",
+    "CD66b",
+    "CD69",
+    "CD7",
+    "CD77",
+    "CD8",
+    "CTLA4",
+    "EpCAM (CD326)",
+    "HLA-A,B,C",
+    "IL7Ralpha (CD127)",
+    "IgG1",
+    "IgG2a",
+    "LAMP1",
+    "MHCII (HLA-DR)",
+    "Ox40 (CD134)",
+    "PD-1 (CD279)",
+    "PD-L1 (CD274)",
+    "PD1 (CD279)",
+    "PECAM (CD31)",
+    "Siglec-8",
+    "TCRb",
+    "TCRg",
+];
+
+/// (target symbol, fixture gene) for every target gene of the integration task's antibody
+/// table: genes 300.. in sorted symbol order, the T-cell receptor genes on genes without an
+/// embedding (as in the real data, where they are not protein-coding).
+fn antibody_target_genes() -> Vec<(&'static str, usize)> {
+    const TARGETS: [&str; 47] = [
+        "CCR7", "CD14", "CD19", "CD1A", "CD2", "CD24", "CD27", "CD274", "CD28", "CD34", "CD3E",
+        "CD4", "CD44", "CD5", "CD69", "CD7", "CD8A", "CEACAM8", "CTLA4", "DPP4", "EPCAM", "FCGR3A",
+        "FCGR3B", "HAVCR2", "HLA-A", "HLA-B", "HLA-C", "HLA-DRA", "HLA-DRB1", "IL7R", "ITGAM",
+        "ITGAX", "KIT", "LAG3", "LAMP1", "NCAM1", "PDCD1", "PECAM1", "PTPRC", "SDC1", "SELL",
+        "SIGLEC8", "TNFRSF4", "TRBC1", "TRBC2", "TRGC1", "TRGC2",
+    ];
+    let (mut protein, mut tcr) = (300, GENES - WITHOUT_EMBEDDING);
+    TARGETS
+        .iter()
+        .map(|&t| {
+            let g = if t.starts_with("TR") {
+                &mut tcr
+            } else {
+                &mut protein
+            };
+            *g += 1;
+            (t, *g - 1)
+        })
+        .collect()
+}
+
+/// A CITE-seq set in the citeseq_eccite_pbmc layout: 5 planted types of 16 cells (the gating
+/// rule's B, myeloid, CD4 T, CD8 T and NK) plus 4 cells of no type and 2 of two types. ADT:
+/// Poisson(3) background and Poisson(300) on the type's markers. RNA over 140 genes and the
+/// marker targets: Poisson counts rising with each gene's latent alignment to the mean latent
+/// vector of the type's marker targets, so both modalities point the same way per type.
+/// Returns the gzip MatrixMarket RNA file separately (bytes).
+#[allow(clippy::type_complexity)]
+fn integration_files(
+    latent: &[Vec<f32>],
+) -> Result<(&'static str, Vec<u8>, Vec<(String, String)>)> {
+    use rand_distr::Poisson;
+    use std::io::Write as _;
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED + 6);
+    let gene_of: std::collections::HashMap<&str, usize> =
+        antibody_target_genes().into_iter().collect();
+    let marker_genes = |ab: &[&str]| -> Vec<usize> {
+        ab.iter()
+            .map(|a| match *a {
+                "CD19" => gene_of["CD19"],
+                "CD11b" => gene_of["ITGAM"],
+                "CD11c" => gene_of["ITGAX"],
+                "CD4" => gene_of["CD4"],
+                "CD8" => gene_of["CD8A"],
+                "CD5" => gene_of["CD5"],
+                "CD2" => gene_of["CD2"],
+                _ => gene_of["CD7"],
+            })
+            .collect()
+    };
+    // (markers, cells): the five types, then cells of no type and of two types.
+    let groups: [(&[&str], usize); 7] = [
+        (&["CD19"], 16),
+        (&["CD11b", "CD11c"], 16),
+        (&["CD4", "CD5", "CD2"], 16),
+        (&["CD8", "CD5", "CD2"], 16),
+        (&["CD7", "CD2"], 16),
+        (&[], 4),
+        (&["CD8", "CD5", "CD11b"], 2),
+    ];
+    let rna_genes: Vec<usize> = (0..140)
+        .chain(
+            gene_of
+                .values()
+                .copied()
+                .filter(|&g| g < GENES - WITHOUT_EMBEDDING),
+        )
+        .collect::<std::collections::BTreeSet<usize>>()
+        .into_iter()
+        .collect();
+    let mut adt = String::from("cell");
+    for a in ANTIBODIES {
+        if a.contains(',') {
+            write!(adt, ",\"{a}\"")?;
+        } else {
+            write!(adt, ",{a}")?;
+        }
+    }
+    adt.push('\n');
+    let mut cells = String::from("col\tcell\trna_total_umi\n");
+    let mut entries = Vec::new();
+    let mut col = 0;
+    for (t, (markers, n)) in groups.iter().enumerate() {
+        let genes = marker_genes(markers);
+        let mut dir = vec![0f32; DIM];
+        for &g in &genes {
+            dir.iter_mut().zip(&latent[g]).for_each(|(d, v)| *d += v);
+        }
+        let norm = dir.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-6);
+        for c in 0..*n {
+            col += 1;
+            let cell = format!("FXCITE{t}{c:02}");
+            write!(adt, "{cell}")?;
+            for a in ANTIBODIES {
+                let lambda = if markers.contains(&a) { 300.0 } else { 3.0 };
+                let k: f64 = Poisson::new(lambda).expect("positive").sample(&mut rng);
+                write!(adt, ",{k}")?;
+            }
+            adt.push('\n');
+            let mut total = 0u64;
+            for (i, &g) in rna_genes.iter().enumerate() {
+                let gn = latent[g].iter().map(|v| v * v).sum::<f32>().sqrt();
+                let cos = latent[g].iter().zip(&dir).map(|(a, b)| a * b).sum::<f32>() / (gn * norm);
+                let lambda = 2.0 * (2.0 * cos as f64).exp();
+                let k: f64 = Poisson::new(lambda).expect("positive").sample(&mut rng);
+                if k > 0.0 {
+                    entries.push((i + 1, col, k as u64));
+                    total += k as u64;
+                }
+            }
+            writeln!(cells, "{col}\t{cell}\t{total}")?;
+        }
+    }
+    let mut genes = String::from("row\toriginal_name\tsymbol\n");
+    for (i, &g) in rna_genes.iter().enumerate() {
+        writeln!(genes, "{}\thg19_{}\t{}", i + 1, symbol(g), symbol(g))?;
+    }
+    let mut mtx = format!(
+        "%%MatrixMarket matrix coordinate integer general\n% synthetic: genes x cells\n{} {} {}\n",
+        rna_genes.len(),
+        col,
+        entries.len()
+    );
+    for (r, c, v) in entries {
+        writeln!(mtx, "{r} {c} {v}")?;
+    }
+    let mut enc = flate2::GzBuilder::new()
+        .mtime(0)
+        .write(Vec::new(), flate2::Compression::default());
+    enc.write_all(mtx.as_bytes())?;
+    Ok((
+        "citeseq_eccite_pbmc/rna_counts.mtx.gz",
+        enc.finish()?,
+        vec![
+            ("citeseq_eccite_pbmc/rna_genes.tsv".into(), genes),
+            ("citeseq_eccite_pbmc/cells.tsv".into(), cells),
+            ("citeseq_eccite_pbmc/adt_counts.csv".into(), adt),
         ],
     ))
 }

@@ -365,6 +365,60 @@ pub fn run_suite(
             }
         }
     }
+    // Both modalities of each integration task that ran, coloured by modality, then by type
+    // (one layout, two colourings).
+    if cfg.umap {
+        for task in selected
+            .iter()
+            .filter(|t| t.group == TaskGroup::Integration)
+        {
+            if !probe.results.iter().any(|r| r.task == task.name) {
+                continue;
+            }
+            let Some(src) = &task.integration else {
+                continue;
+            };
+            let data = crate::eval::integration::load(src, &ctx.data_dir)?;
+            for set in &sets {
+                let resolver = GeneResolver::new(&set.embeddings, ctx.gene_map.map(|(m, _)| m));
+                let ev = crate::eval::integration::evaluate(
+                    &data,
+                    &set.embeddings,
+                    &resolver,
+                    cfg.seed,
+                )?;
+                let cell_names = &data.rna.cells;
+                let names: Vec<String> = ["RNA", "ADT"]
+                    .iter()
+                    .flat_map(|m| {
+                        ev.cells
+                            .iter()
+                            .map(move |&i| format!("{} {m}", cell_names[i]))
+                    })
+                    .collect();
+                let by_modality = umap_layout(
+                    &ev.x,
+                    set.embeddings.dim,
+                    cfg.seed,
+                    &set.name,
+                    "cells",
+                    &names,
+                    (
+                        format!("{} (modality)", task.name),
+                        vec!["RNA".into(), "ADT".into()],
+                        ev.batches.iter().map(|&b| Some(b)).collect(),
+                    ),
+                )
+                .with_context(|| format!("UMAP of {} cells, {}", task.name, set.name))?;
+                let mut by_type = by_modality.clone();
+                by_type.colour_task = format!("{} (gated type)", task.name);
+                by_type.class_names = data.class_names.clone();
+                by_type.classes = ev.labels.iter().map(|&l| Some(l)).collect();
+                umaps.push(by_modality);
+                umaps.push(by_type);
+            }
+        }
+    }
     progress(total, total, "done");
     Ok(RunResults {
         bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
@@ -372,14 +426,6 @@ pub fn run_suite(
         fixtures: ctx.fixtures,
         probe,
         umaps,
-        not_run: ["integration"]
-            .iter()
-            .map(|g| {
-                (
-                    g.to_string(),
-                    "RNA/ADT integration (scIB metrics) is not implemented yet".to_string(),
-                )
-            })
-            .collect(),
+        not_run: Vec::new(),
     })
 }

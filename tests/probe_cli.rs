@@ -41,7 +41,7 @@ fn auc(r: &Value) -> f64 {
 fn planted_signal_scores_high_and_random_baseline_near_chance() {
     let v = probe_json(&["--baseline", "random", "--seed", "3"]);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2 * 15, "15 tasks x 2 embedding sets");
+    assert_eq!(results.len(), 2 * 16, "16 tasks x 2 embedding sets");
     let mut random = Vec::new();
     for r in results
         .iter()
@@ -71,6 +71,34 @@ fn planted_signal_scores_high_and_random_baseline_near_chance() {
             .unwrap()
             .clone()
     };
+    // The integration task: the gating rule finds the planted types and leaves out the cells
+    // planted without a type or with two; every scIB metric lies in [0, 1]; the planted set
+    // integrates the two modalities better than the random one.
+    let integration = |set: &str| {
+        results
+            .iter()
+            .find(|r| r["group"] == "integration" && r["embedding_set"] == set)
+            .unwrap()
+            .clone()
+    };
+    let (pi, ri) = (integration("embeddings"), integration("random"));
+    let protocol = pi["protocol"].as_str().unwrap();
+    assert!(
+        protocol.contains("B 16, CD4 T 16, CD8 T 16, NK 16, myeloid 16")
+            && protocol.contains("unassigned: 4 of no type, 2 of several"),
+        "{protocol}"
+    );
+    assert_eq!(pi["n_positive"], 80);
+    for r in [&pi, &ri] {
+        let extra = r["extra"].as_object().unwrap();
+        assert_eq!(extra.len(), 14, "{extra:?}");
+        for (k, v) in extra {
+            let m = v["mean"].as_f64().unwrap();
+            assert!((0.0..=1.0).contains(&m), "{k} = {m}");
+        }
+    }
+    let total = |r: &Value| r["extra"]["total"]["mean"].as_f64().unwrap();
+    assert!(total(&pi) > total(&ri), "{} vs {}", total(&pi), total(&ri));
     let (planted, random) = (cell("embeddings"), cell("random"));
     let acc = |r: &Value| r["scores"]["accuracy"]["mean"].as_f64().unwrap();
     assert!(acc(&planted) > 0.95, "{}", acc(&planted));
@@ -180,8 +208,9 @@ fn pair_features_and_fold_override() {
         for r in v["results"].as_array().unwrap() {
             if r["group"] == "pair" {
                 assert_eq!(r["pair_feature"], feature);
-            } else if r["group"] != "perturbation" {
-                // (perturbation tasks leave one target out: one fold per target)
+            } else if r["group"] != "perturbation" && r["group"] != "integration" {
+                // (perturbation tasks leave one target out: one fold per target; integration
+                // has no folds)
                 assert_eq!(r["n_folds"], 3);
             }
         }

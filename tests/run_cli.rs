@@ -28,8 +28,10 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let data = ReportData::read_all(&[out.join("results.json")]).unwrap();
     let run = &data.runs[0];
     assert!(run.fixtures);
-    // Every task (15 built-in) and both embedding sets are in the report.
-    assert_eq!(run.probe.results.len(), 15 * 2);
+    // Every task (16 built-in) and both embedding sets are in the report; nothing is left
+    // out as not implemented.
+    assert_eq!(run.probe.results.len(), 16 * 2);
+    assert!(run.not_run.is_empty());
     for r in &run.probe.results {
         assert!(
             html.contains(&format!(">{}<", r.task)),
@@ -48,8 +50,9 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let srcs: Vec<&str> = html.split("src=\"").skip(1).collect();
     assert_eq!(
         srcs.len(),
-        4 + 1 + 2 + 2,
-        "4 score figures, the table, 2 gene and 2 cell UMAPs"
+        5 + 1 + 2 + 2 + 4,
+        "5 score figures, the table, 2 gene UMAPs, 2 cell-type UMAPs and 2 integration UMAPs \
+         (by modality and by type) per set"
     );
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
     assert!(html.contains("href=\"results.json\""));
@@ -59,6 +62,16 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
         (900, 700)
     );
     assert_eq!(png_size(&out.join("umap_0_cells_random.png")), (900, 700));
+    assert_eq!(png_size(&out.join("umap_0_cells_random_3.png")), (900, 700));
+    let integ: Vec<_> = run
+        .umaps
+        .iter()
+        .filter(|u| u.colour_task.starts_with("integration"))
+        .collect();
+    assert_eq!(integ.len(), 4);
+    assert_eq!(integ[0].xy.len(), 160, "80 gated cells, RNA and ADT");
+    assert_eq!(integ[0].class_names, ["RNA", "ADT"]);
+    assert_eq!(integ[1].class_names.len(), 5);
     let cells = run.umaps.iter().find(|u| u.points == "cells").unwrap();
     assert_eq!(cells.xy.len(), 80);
     assert_eq!(cells.class_names.len(), 4);
@@ -72,7 +85,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     }
     assert_eq!(
         html.matches("★").count(),
-        15 + 1,
+        16 + 1,
         "one per column, one in the legend"
     );
     // Make the random set best on one task: the mark moves.

@@ -128,7 +128,7 @@ pub fn build(
     };
     let lookup = |g: &str| resolved[&g.to_ascii_uppercase()];
     let mut ds = match task.group {
-        TaskGroup::Cell | TaskGroup::Perturbation => {
+        TaskGroup::Cell | TaskGroup::Integration | TaskGroup::Perturbation => {
             bail!("task '{}' is not a gene or pair task", task.name)
         }
         TaskGroup::Gene => gene_examples(&rows, &lookup, &mut coverage),

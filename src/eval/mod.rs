@@ -3,10 +3,12 @@
 
 pub mod cells;
 pub mod dataset;
+pub mod integration;
 pub mod logreg;
 pub mod metrics;
 pub mod perturb;
 pub mod probe;
+pub mod scib;
 pub mod split;
 pub mod suite;
 pub mod task;

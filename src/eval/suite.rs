@@ -15,6 +15,7 @@ use std::collections::BTreeMap;
 
 use super::cells;
 use super::dataset::{self, Coverage};
+use super::integration;
 use super::logreg::LogisticRegression;
 use super::metrics::MeanSd;
 use super::perturb;
@@ -222,11 +223,14 @@ pub fn run_probe(
             }
             anyhow::bail!("task '{}': {reason}", task.name);
         }
-        if matches!(task.group, TaskGroup::Cell | TaskGroup::Perturbation) {
-            let run = if task.group == TaskGroup::Cell {
-                cell_task(task, sets, gene_map, opts)
-            } else {
-                perturbation_task(task, sets, gene_map, opts)
+        if matches!(
+            task.group,
+            TaskGroup::Cell | TaskGroup::Integration | TaskGroup::Perturbation
+        ) {
+            let run = match task.group {
+                TaskGroup::Cell => cell_task(task, sets, gene_map, opts),
+                TaskGroup::Integration => integration_task(task, sets, gene_map, opts),
+                _ => perturbation_task(task, sets, gene_map, opts),
             };
             match run {
                 Ok(mut r) => results.append(&mut r),
@@ -392,6 +396,92 @@ fn cell_task(
             references: task.reference.clone(),
             extra: scores.extra,
             cell_coverage: Some(cov),
+        });
+    }
+    Ok(out)
+}
+
+/// An integration task on every set: RNA and ADT GenePT-w vectors, modality as batch, scIB
+/// ([`integration::evaluate`]).
+fn integration_task(
+    task: &TaskSpec,
+    sets: &[EmbeddingSet],
+    gene_map: Option<(&GeneIdMap, &Path)>,
+    opts: &ProbeOptions,
+) -> Result<Vec<TaskResult>> {
+    let src = task
+        .integration
+        .as_ref()
+        .context("integration task without [integration]")?;
+    let data = integration::load(src, &opts.data_dir)?;
+    let g = &data.gating;
+    let gated = format!(
+        "{} cells in both modalities gated into {} ({}); unassigned: {} of no type, {} of \
+         several; cells in one matrix only: {} RNA, {} ADT",
+        data.labels.len(),
+        data.class_names.len(),
+        g.per_type
+            .iter()
+            .map(|(t, c)| format!("{t} {c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        g.unassigned_no_type,
+        g.unassigned_several_types,
+        data.rna_only,
+        data.adt_only
+    );
+    let mut out = Vec::new();
+    for (s, set) in sets.iter().enumerate() {
+        let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
+        let ev = integration::evaluate(&data, &set.embeddings, &resolver, opts.seed)
+            .with_context(|| format!("on '{}'", set.name))?;
+        if let (0, Some(dir)) = (s, &opts.export_folds) {
+            integration::export(dir, &task.name, &data, &ev, set.embeddings.dim)?;
+        }
+        let n = ev.cells.len();
+        let extra = ev
+            .scores
+            .named()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), MeanSd { mean: v, sd: 0.0 }))
+            .collect();
+        out.push(TaskResult {
+            task: task.name.clone(),
+            title: task.title.clone(),
+            group: task.group,
+            main_metric: task.main_metric.clone(),
+            protocol: format!(
+                "{gated}; {} without an RNA or ADT vector (left out); RNA and ADT GenePT-w vectors (ADT: {} of {} mapped antibodies with an \
+                 embedded target{}, {:.1}% of ADT mass), modality as batch; scIB metrics as \
+                 scib-metrics (exact neighbours; k-means seed {}); Total = 0.6 Bio + 0.4 Batch",
+                ev.cells_without_vector,
+                ev.antibodies_embedded,
+                ev.antibodies_mapped,
+                if ev.antibodies_missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; none for {}", ev.antibodies_missing.join(", "))
+                },
+                100.0 * ev.adt_coverage.mass_fraction,
+                opts.seed
+            ),
+            n_folds: 0,
+            pair_feature: None,
+            embedding_set: set.name.clone(),
+            n_positive: n,
+            n_negative: 0,
+            coverage: Coverage {
+                positive_total: n + g.unassigned_no_type + g.unassigned_several_types,
+                positive_matched: n - ev.rna_coverage.cells_empty.max(ev.adt_coverage.cells_empty),
+                genes_total: ev.rna_coverage.genes_total,
+                genes_matched: ev.rna_coverage.genes_matched,
+                missing_genes: ev.rna_coverage.missing_examples.clone(),
+                ..Coverage::default()
+            },
+            scores: None,
+            references: task.reference.clone(),
+            extra,
+            cell_coverage: Some(ev.rna_coverage),
         });
     }
     Ok(out)

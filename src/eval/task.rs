@@ -37,6 +37,9 @@ pub struct TaskSpec {
     /// Perturb-seq counts and each cell's target; perturbation tasks.
     #[serde(default)]
     pub perturbation: Option<super::perturb::PerturbSource>,
+    /// RNA and ADT counts, the antibody table and the gating rule; integration tasks.
+    #[serde(default)]
+    pub integration: Option<super::integration::IntegrationSource>,
     /// Perturbation tasks always leave one perturbation out and need no protocol.
     #[serde(default)]
     pub protocol: Protocol,
@@ -54,6 +57,7 @@ pub enum TaskGroup {
     Gene,
     Pair,
     Cell,
+    Integration,
     Perturbation,
 }
 
@@ -205,8 +209,34 @@ impl TaskSpec {
                 }
                 return self.check_common();
             }
+            TaskGroup::Integration => {
+                if self.integration.is_none()
+                    || self.data.is_some()
+                    || self.cells.is_some()
+                    || self.perturbation.is_some()
+                {
+                    bail!("an integration task has an [integration] section only");
+                }
+                let i = self.integration.as_ref().expect("checked");
+                let mtx = i.rna_matrix.ends_with(".mtx") || i.rna_matrix.ends_with(".mtx.gz");
+                if mtx && (i.rna_genes_file.is_none() || i.rna_cells_file.is_none()) {
+                    bail!("a MatrixMarket RNA matrix needs rna_genes_file and rna_cells_file");
+                }
+                if i.gating.types.len() < 2 {
+                    bail!("the gating rule needs at least two cell types");
+                }
+                let names: Vec<&str> = crate::eval::scib::SCIB_METRICS.to_vec();
+                if !names.contains(&self.main_metric.as_str()) {
+                    bail!("integration main_metric: one of {}", names.join(", "));
+                }
+                return Ok(());
+            }
             TaskGroup::Perturbation => {
-                if self.perturbation.is_none() || self.data.is_some() || self.cells.is_some() {
+                if self.perturbation.is_none()
+                    || self.data.is_some()
+                    || self.cells.is_some()
+                    || self.integration.is_some()
+                {
                     bail!("a perturbation task has a [perturbation] section only");
                 }
                 if !["pearson_delta", "pearson_delta_top20", "mse"]
@@ -217,8 +247,8 @@ impl TaskSpec {
                 return Ok(());
             }
         };
-        if self.cells.is_some() || self.perturbation.is_some() {
-            bail!("only cell and perturbation tasks have [cells] / [perturbation] sections");
+        if self.cells.is_some() || self.perturbation.is_some() || self.integration.is_some() {
+            bail!("only cell, integration and perturbation tasks have [cells] / [integration] / [perturbation] sections");
         }
         let mut sources = vec![self.label_source()?];
         if let Protocol::Fixed { test } = &self.protocol {
@@ -265,6 +295,13 @@ impl TaskSpec {
 
     /// Every data file the task reads, relative to the data folder.
     pub fn files(&self) -> Vec<&str> {
+        if let Some(i) = &self.integration {
+            return std::iter::once(i.rna_matrix.as_str())
+                .chain(i.rna_genes_file.as_deref())
+                .chain(i.rna_cells_file.as_deref())
+                .chain(std::iter::once(i.adt_matrix.as_str()))
+                .collect();
+        }
         if let Some(p) = &self.perturbation {
             return vec![
                 p.counts.as_str(),

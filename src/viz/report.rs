@@ -291,13 +291,24 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
         figures.push(("Results table".into(), path));
     }
     for (k, run) in data.runs.iter().enumerate() {
+        // Per run and set, the n-th layout of that kind of point gets suffix n (from 2 on).
+        let mut seen: BTreeMap<(String, String), usize> = BTreeMap::new();
         for u in &run.umaps {
+            let nth = seen
+                .entry((u.points.clone(), u.embedding_set.clone()))
+                .and_modify(|c| *c += 1)
+                .or_insert(1);
             let safe: String = u
                 .embedding_set
                 .chars()
                 .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
                 .collect();
-            let path = out.join(format!("umap_{k}_{}_{safe}.png", u.points));
+            let suffix = if *nth > 1 {
+                format!("_{nth}")
+            } else {
+                String::new()
+            };
+            let path = out.join(format!("umap_{k}_{}_{safe}{suffix}.png", u.points));
             let what = format!("{} {}", u.genes.len(), u.points);
             let title = if u.colour_task.is_empty() {
                 format!("UMAP of {} ({what})", u.embedding_set)

@@ -1,0 +1,676 @@
+//! Integration evaluation on files: scIB metrics (`scib`) for any cell embedding with a cell
+//! annotation table (`bftkit scib`), and the RNA/ADT integration task (SPEC §5).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+
+use super::scib::{self, ScibScores, ScibTimings};
+use crate::embed::cells::{genept_w, CellCoverage};
+use crate::io::matrix::{read_dense, read_mtx, read_names, ExprMatrix};
+use crate::io::table::{ColumnRef, Table};
+use crate::io::{GeneEmbeddings, GeneResolver};
+
+/// What `bftkit scib` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ScibReport {
+    pub bftkit_version: String,
+    pub embeddings: String,
+    pub pre: Option<String>,
+    pub cells: usize,
+    pub labels: Vec<String>,
+    pub batches: Vec<String>,
+    /// Cells of the annotation without a vector, and vectors without an annotation.
+    pub annotated_without_vector: usize,
+    pub vectors_without_annotation: usize,
+    pub seed: u64,
+    pub scores: ScibScores,
+    pub seconds: ScibTimings,
+}
+
+/// Label and batch of each annotated cell, read from a delimited file with a header.
+fn read_annotation(
+    path: &Path,
+    cell_col: &str,
+    label_col: &str,
+    batch_col: &str,
+) -> Result<HashMap<String, (String, String)>> {
+    let t = Table::read(path, true)?;
+    let (cc, lc, bc) = (
+        t.column(&ColumnRef::Name(cell_col.into()))?,
+        t.column(&ColumnRef::Name(label_col.into()))?,
+        t.column(&ColumnRef::Name(batch_col.into()))?,
+    );
+    let mut out = HashMap::new();
+    for row in &t.rows {
+        let (c, l, b) = (t.field(row, cc)?, t.field(row, lc)?, t.field(row, bc)?);
+        if l.is_empty() || b.is_empty() {
+            bail!(
+                "{}:{}: cell '{c}' has an empty label or batch",
+                path.display(),
+                row.0
+            );
+        }
+        if out
+            .insert(c.to_string(), (l.to_string(), b.to_string()))
+            .is_some()
+        {
+            bail!("{}:{}: cell '{c}' appears twice", path.display(), row.0);
+        }
+    }
+    Ok(out)
+}
+
+/// Codes of `names` in sorted order, and the sorted distinct names.
+pub fn encode(names: &[&str]) -> (Vec<usize>, Vec<String>) {
+    let mut uniq: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+    uniq.sort();
+    uniq.dedup();
+    let codes = names
+        .iter()
+        .map(|n| {
+            uniq.binary_search_by(|u| u.as_str().cmp(n))
+                .expect("present")
+        })
+        .collect();
+    (codes, uniq)
+}
+
+/// scIB metrics of a cell embedding file against an annotation (cell, label and batch
+/// columns); `pre` is the unintegrated representation for PCR comparison (same cell ids;
+/// without it PCR comparison is NaN and left out of Batch).
+pub fn scib_files(
+    embeddings: &Path,
+    annotation: &Path,
+    cols: (&str, &str, &str),
+    pre: Option<&Path>,
+    seed: u64,
+) -> Result<ScibReport> {
+    let e = GeneEmbeddings::read(embeddings)?;
+    let ann = read_annotation(annotation, cols.0, cols.1, cols.2)?;
+    let rows: Vec<usize> = (0..e.len())
+        .filter(|&i| ann.contains_key(&e.ids[i]))
+        .collect();
+    if rows.len() < 3 {
+        bail!(
+            "{}: only {} of its {} vectors have an annotation in {}",
+            embeddings.display(),
+            rows.len(),
+            e.len(),
+            annotation.display()
+        );
+    }
+    let x: Vec<f32> = rows.iter().flat_map(|&i| e.row(i)).copied().collect();
+    let (labels, label_names) = encode(
+        &rows
+            .iter()
+            .map(|&i| ann[&e.ids[i]].0.as_str())
+            .collect::<Vec<_>>(),
+    );
+    let (batches, batch_names) = encode(
+        &rows
+            .iter()
+            .map(|&i| ann[&e.ids[i]].1.as_str())
+            .collect::<Vec<_>>(),
+    );
+    let pre_x = match pre {
+        Some(p) => {
+            let pe = GeneEmbeddings::read(p)?;
+            let at: HashMap<&str, usize> = pe
+                .ids
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.as_str(), i))
+                .collect();
+            let mut v = Vec::with_capacity(rows.len() * pe.dim);
+            for &i in &rows {
+                let r = at.get(e.ids[i].as_str()).with_context(|| {
+                    format!("{}: no vector for cell '{}'", p.display(), e.ids[i])
+                })?;
+                v.extend_from_slice(pe.row(*r));
+            }
+            Some((v, pe.dim))
+        }
+        None => None,
+    };
+    let (scores, seconds) = match &pre_x {
+        Some((v, dp)) => scib::scib(&x, e.dim, &labels, &batches, Some((v, *dp)), seed)?,
+        None => scib::scib(&x, e.dim, &labels, &batches, None, seed)?,
+    };
+    Ok(ScibReport {
+        bftkit_version: env!("CARGO_PKG_VERSION").into(),
+        embeddings: embeddings.display().to_string(),
+        pre: pre.map(|p| p.display().to_string()),
+        cells: rows.len(),
+        labels: label_names,
+        batches: batch_names,
+        annotated_without_vector: {
+            let ids: std::collections::HashSet<&String> = e.ids.iter().collect();
+            ann.keys().filter(|c| !ids.contains(c)).count()
+        },
+        vectors_without_annotation: e.len() - rows.len(),
+        seed,
+        scores,
+        seconds,
+    })
+}
+
+/// The RNA/ADT integration task's data (SPEC §5): RNA counts (MatrixMarket or dense), ADT
+/// counts (dense, a row per cell, a header of antibody names), the curated antibody → target
+/// gene table and the protein-marker gating rule that labels the cells.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IntegrationSource {
+    pub rna_matrix: String,
+    #[serde(default)]
+    pub rna_genes_file: Option<String>,
+    #[serde(default)]
+    pub rna_genes_column: usize,
+    #[serde(default)]
+    pub rna_cells_file: Option<String>,
+    #[serde(default)]
+    pub rna_cells_column: usize,
+    #[serde(default)]
+    pub names_header: bool,
+    #[serde(default)]
+    pub genes_are_rows: bool,
+    pub adt_matrix: String,
+    /// Antibody → target gene symbols. Every antibody of the ADT matrix is either here or in
+    /// `unmapped`; an antibody with several targets stands for the mean of their embeddings.
+    pub antibodies: BTreeMap<String, Vec<String>>,
+    /// Antibodies without a protein-coding target (isotype controls, glycolipids), and why.
+    #[serde(default)]
+    pub unmapped: BTreeMap<String, String>,
+    /// How many of the most variable genes the unintegrated representation keeps.
+    #[serde(default = "two_thousand")]
+    pub pre_genes: usize,
+    pub gating: Gating,
+}
+
+fn two_thousand() -> usize {
+    2000
+}
+
+/// Cell types from protein markers: each antibody's counts are CLR-transformed per cell
+/// (`log1p(x / g)`, g the geometric mean of `1 + x` over the cell's antibodies, as Seurat's
+/// CLR); a cell is of a type when every `all` condition holds and, if `any` is given, one of
+/// those; a cell of no type or of several stays unassigned and is left out of the metrics.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Gating {
+    pub types: Vec<GateType>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GateType {
+    pub name: String,
+    /// Conditions such as `"CD4 > 2"` or `"CD8 <= 2"` (antibody, comparison, CLR value).
+    #[serde(default)]
+    pub all: Vec<String>,
+    #[serde(default)]
+    pub any: Vec<String>,
+}
+
+/// One parsed gating condition: antibody column, comparison, threshold.
+#[derive(Debug, Clone, PartialEq)]
+struct Condition {
+    column: usize,
+    op: &'static str,
+    value: f64,
+}
+
+impl Condition {
+    fn parse(text: &str, antibodies: &[String]) -> Result<Self> {
+        for op in [">=", "<=", ">", "<"] {
+            if let Some(at) = text.rfind(&format!(" {op} ")) {
+                let (name, value) = (text[..at].trim(), text[at + op.len() + 2..].trim());
+                let value: f64 = value
+                    .parse()
+                    .with_context(|| format!("condition '{text}': '{value}' is not a number"))?;
+                let column = antibodies.iter().position(|a| a == name).with_context(|| {
+                    format!("condition '{text}': no antibody '{name}' in the ADT matrix")
+                })?;
+                return Ok(Self { column, op, value });
+            }
+        }
+        bail!("condition '{text}': expected 'ANTIBODY > VALUE' (>, >=, <, <=, spaces around)")
+    }
+
+    fn holds(&self, clr: &[f64]) -> bool {
+        let v = clr[self.column];
+        match self.op {
+            ">" => v > self.value,
+            ">=" => v >= self.value,
+            "<" => v < self.value,
+            _ => v <= self.value,
+        }
+    }
+}
+
+/// Seurat's CLR of one cell's antibody counts.
+fn clr(counts: &[f64]) -> Vec<f64> {
+    let g = (counts.iter().map(|&x| x.ln_1p()).sum::<f64>() / counts.len() as f64).exp();
+    counts.iter().map(|&x| (x / g).ln_1p()).collect()
+}
+
+/// How the gating rule labelled the cells.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GatingCounts {
+    pub per_type: BTreeMap<String, usize>,
+    pub unassigned_no_type: usize,
+    pub unassigned_several_types: usize,
+}
+
+/// Labels every cell by the gating rule (`None` = unassigned), and the counts.
+fn gate(adt: &ExprMatrix, gating: &Gating) -> Result<(Vec<Option<usize>>, GatingCounts)> {
+    let parse = |v: &[String]| -> Result<Vec<Condition>> {
+        v.iter().map(|c| Condition::parse(c, &adt.genes)).collect()
+    };
+    let rules: Vec<(Vec<Condition>, Vec<Condition>)> = gating
+        .types
+        .iter()
+        .map(|t| Ok((parse(&t.all)?, parse(&t.any)?)))
+        .collect::<Result<_>>()?;
+    if rules.iter().any(|(a, b)| a.is_empty() && b.is_empty()) {
+        bail!("every gating type needs at least one condition");
+    }
+    let mut counts = GatingCounts::default();
+    gating.types.iter().for_each(|t| {
+        counts.per_type.insert(t.name.clone(), 0);
+    });
+    let labels = (0..adt.n_cells())
+        .map(|c| {
+            let mut dense = vec![0f64; adt.n_genes()];
+            adt.row(c).for_each(|(a, v)| dense[a] = v as f64);
+            let v = clr(&dense);
+            let hits: Vec<usize> = rules
+                .iter()
+                .enumerate()
+                .filter(|(_, (all, any))| {
+                    all.iter().all(|c| c.holds(&v))
+                        && (any.is_empty() || any.iter().any(|c| c.holds(&v)))
+                })
+                .map(|(t, _)| t)
+                .collect();
+            match hits.as_slice() {
+                [t] => {
+                    *counts
+                        .per_type
+                        .get_mut(&gating.types[*t].name)
+                        .expect("known") += 1;
+                    Some(*t)
+                }
+                [] => {
+                    counts.unassigned_no_type += 1;
+                    None
+                }
+                _ => {
+                    counts.unassigned_several_types += 1;
+                    None
+                }
+            }
+        })
+        .collect();
+    Ok((labels, counts))
+}
+
+/// `log1p(10⁴ · x / cell total)` in place (library-size normalisation).
+fn log_normalise(m: &mut ExprMatrix) {
+    for c in 0..m.n_cells() {
+        let r = m.indptr[c]..m.indptr[c + 1];
+        let total: f64 = m.values[r.clone()].iter().map(|&v| v as f64).sum();
+        if total > 0.0 {
+            m.values[r]
+                .iter_mut()
+                .for_each(|v| *v = (1e4 * *v as f64 / total).ln_1p() as f32);
+        }
+    }
+}
+
+/// The integration task's cells: both modalities of the gated cells, normalised.
+pub struct IntegrationData {
+    pub rna: ExprMatrix,
+    pub adt: ExprMatrix,
+    /// Target genes per ADT column (empty: unmapped).
+    pub targets: Vec<Vec<String>>,
+    pub labels: Vec<usize>,
+    pub class_names: Vec<String>,
+    pub gating: GatingCounts,
+    /// Cells in only one of the two matrices (left out).
+    pub rna_only: usize,
+    pub adt_only: usize,
+    /// The unintegrated representation: RNA rows then ADT rows, each modality in its own
+    /// features (the most variable genes | all antibodies), zero in the other's.
+    pub pre: Vec<f32>,
+    pub pre_dim: usize,
+}
+
+/// Reads and gates the task's data (paths relative to `data_dir`).
+pub fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
+    let path = data_dir.join(&src.rna_matrix);
+    let rna = if src.rna_matrix.ends_with(".mtx") || src.rna_matrix.ends_with(".mtx.gz") {
+        let names = |f: &Option<String>, col: usize| -> Result<Vec<String>> {
+            let f = f
+                .as_ref()
+                .context("a MatrixMarket RNA matrix needs rna_genes_file and rna_cells_file")?;
+            read_names(&data_dir.join(f), col, src.names_header)
+        };
+        read_mtx(
+            &path,
+            names(&src.rna_genes_file, src.rna_genes_column)?,
+            names(&src.rna_cells_file, src.rna_cells_column)?,
+            src.genes_are_rows,
+        )?
+    } else {
+        read_dense(&path)?
+    };
+    let adt_path = data_dir.join(&src.adt_matrix);
+    let adt = read_dense(&adt_path)?;
+    let mut targets = Vec::with_capacity(adt.n_genes());
+    for a in &adt.genes {
+        match (src.antibodies.get(a), src.unmapped.contains_key(a)) {
+            (Some(_), true) => bail!("antibody '{a}' is both mapped and listed as unmapped"),
+            (Some(g), false) => targets.push(g.clone()),
+            (None, true) => targets.push(Vec::new()),
+            (None, false) => bail!(
+                "{}: antibody '{a}' is neither in the task's antibody table nor listed as unmapped",
+                adt_path.display()
+            ),
+        }
+    }
+    let (gated, gating) = gate(&adt, &src.gating)?;
+    let rna_at: HashMap<&str, usize> = rna
+        .cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.as_str(), i))
+        .collect();
+    let adt_cells: std::collections::HashSet<&str> = adt.cells.iter().map(String::as_str).collect();
+    let rna_only = rna
+        .cells
+        .iter()
+        .filter(|c| !adt_cells.contains(c.as_str()))
+        .count();
+    let adt_only = adt
+        .cells
+        .iter()
+        .filter(|c| !rna_at.contains_key(c.as_str()))
+        .count();
+    let keep: Vec<(usize, usize, usize)> = (0..adt.n_cells())
+        .filter_map(|a| Some((rna_at.get(adt.cells[a].as_str()).copied()?, a, gated[a]?)))
+        .collect();
+    if keep.is_empty() {
+        bail!("no cell is in both matrices with a gated type");
+    }
+    let class_names: Vec<String> = src.gating.types.iter().map(|t| t.name.clone()).collect();
+    let used: Vec<usize> = {
+        let mut u: Vec<usize> = keep.iter().map(|k| k.2).collect();
+        u.sort_unstable();
+        u.dedup();
+        u
+    };
+    let mut rna = rna.select_cells(&keep.iter().map(|k| k.0).collect::<Vec<_>>());
+    let mut adt = adt.select_cells(&keep.iter().map(|k| k.1).collect::<Vec<_>>());
+    log_normalise(&mut rna);
+    log_normalise(&mut adt);
+    let labels = keep
+        .iter()
+        .map(|k| used.binary_search(&k.2).expect("used"))
+        .collect();
+    let class_names = used.iter().map(|&t| class_names[t].clone()).collect();
+    let (pre, pre_dim) = unintegrated(&rna, &adt, src.pre_genes);
+    Ok(IntegrationData {
+        rna,
+        adt,
+        targets,
+        labels,
+        class_names,
+        gating,
+        rna_only,
+        adt_only,
+        pre,
+        pre_dim,
+    })
+}
+
+/// Stacked RNA and ADT rows over [most variable genes | antibodies] (see `IntegrationData::pre`).
+fn unintegrated(rna: &ExprMatrix, adt: &ExprMatrix, top: usize) -> (Vec<f32>, usize) {
+    let n = rna.n_cells();
+    let (mut s1, mut s2) = (vec![0f64; rna.n_genes()], vec![0f64; rna.n_genes()]);
+    for c in 0..n {
+        for (g, v) in rna.row(c) {
+            s1[g] += v as f64;
+            s2[g] += (v as f64).powi(2);
+        }
+    }
+    let var: Vec<f64> = (0..rna.n_genes())
+        .map(|g| s2[g] / n as f64 - (s1[g] / n as f64).powi(2))
+        .collect();
+    let mut order: Vec<usize> = (0..rna.n_genes()).collect();
+    order.sort_by(|&a, &b| {
+        var[b]
+            .total_cmp(&var[a])
+            .then(rna.genes[a].cmp(&rna.genes[b]))
+    });
+    order.truncate(top.min(rna.n_genes()));
+    let mut col_of = vec![usize::MAX; rna.n_genes()];
+    order.iter().enumerate().for_each(|(j, &g)| col_of[g] = j);
+    let d = order.len() + adt.n_genes();
+    let mut x = vec![0f32; 2 * n * d];
+    for c in 0..n {
+        for (g, v) in rna.row(c) {
+            if col_of[g] != usize::MAX {
+                x[c * d + col_of[g]] = v;
+            }
+        }
+        for (a, v) in adt.row(c) {
+            x[(n + c) * d + order.len() + a] = v;
+        }
+    }
+    (x, d)
+}
+
+/// Scores and what went into them, for one embedding set.
+pub struct IntegrationEval {
+    /// The cells scored (indices into the data's cells): those with a vector in both.
+    pub cells: Vec<usize>,
+    pub cells_without_vector: usize,
+    /// RNA rows then ADT rows of those cells (`2n × d`), and their unintegrated rows.
+    pub x: Vec<f32>,
+    pub pre: Vec<f32>,
+    pub labels: Vec<usize>,
+    pub batches: Vec<usize>,
+    pub rna_coverage: CellCoverage,
+    pub adt_coverage: CellCoverage,
+    /// ADT columns whose target genes have an embedding, of those mapped.
+    pub antibodies_embedded: usize,
+    pub antibodies_mapped: usize,
+    /// Mapped antibodies none of whose targets has an embedding.
+    pub antibodies_missing: Vec<String>,
+    pub scores: ScibScores,
+}
+
+/// GenePT-w vectors of both modalities in the gene-embedding space, modality as batch, scIB.
+pub fn evaluate(
+    data: &IntegrationData,
+    emb: &GeneEmbeddings,
+    resolver: &GeneResolver<'_>,
+    seed: u64,
+) -> Result<IntegrationEval> {
+    let (rna_x, rna_coverage) = genept_w(&data.rna, emb, resolver).context("RNA cell vectors")?;
+    // Each antibody's vector: the mean of its target genes' embeddings.
+    let (mut ids, mut values, mut antibodies_missing) = (Vec::new(), Vec::new(), Vec::new());
+    for (a, genes) in data.adt.genes.iter().zip(&data.targets) {
+        let rows: Vec<usize> = genes.iter().filter_map(|g| resolver.resolve(g)).collect();
+        if rows.is_empty() {
+            if !genes.is_empty() {
+                antibodies_missing.push(a.clone());
+            }
+            continue;
+        }
+        ids.push(a.clone());
+        for j in 0..emb.dim {
+            values.push(rows.iter().map(|&r| emb.row(r)[j]).sum::<f32>() / rows.len() as f32);
+        }
+    }
+    let antibodies_mapped = data.targets.iter().filter(|t| !t.is_empty()).count();
+    if ids.is_empty() {
+        bail!("no antibody target has an embedding ({antibodies_mapped} mapped antibodies)");
+    }
+    let antibodies_embedded = ids.len();
+    let ab = GeneEmbeddings::new(ids, emb.dim, values, String::new())?;
+    let (adt_x, adt_coverage) =
+        genept_w(&data.adt, &ab, &GeneResolver::new(&ab, None)).context("ADT cell vectors")?;
+    // A cell none of whose expressed genes (or antibodies) has an embedding has no vector in
+    // that modality: it is left out (both rows) and counted.
+    let d = emb.dim;
+    let nonzero = |x: &[f32], i: usize| x[i * d..(i + 1) * d].iter().any(|&v| v != 0.0);
+    let n_all = data.labels.len();
+    let cells: Vec<usize> = (0..n_all)
+        .filter(|&i| nonzero(&rna_x, i) && nonzero(&adt_x, i))
+        .collect();
+    let n = cells.len();
+    if n < 3 {
+        bail!("only {n} of {n_all} cells have both an RNA and an ADT vector");
+    }
+    let rows = |x: &[f32], dim: usize, offset: usize| -> Vec<f32> {
+        cells
+            .iter()
+            .flat_map(|&i| &x[(offset + i) * dim..(offset + i + 1) * dim])
+            .copied()
+            .collect()
+    };
+    let x: Vec<f32> = rows(&rna_x, d, 0)
+        .into_iter()
+        .chain(rows(&adt_x, d, 0))
+        .collect();
+    let pre: Vec<f32> = rows(&data.pre, data.pre_dim, 0)
+        .into_iter()
+        .chain(rows(&data.pre, data.pre_dim, n_all))
+        .collect();
+    let labels: Vec<usize> = cells
+        .iter()
+        .chain(&cells)
+        .map(|&i| data.labels[i])
+        .collect();
+    let batches: Vec<usize> = (0..2 * n).map(|i| i / n).collect();
+    let (scores, _) = scib::scib(&x, d, &labels, &batches, Some((&pre, data.pre_dim)), seed)?;
+    Ok(IntegrationEval {
+        cells_without_vector: n_all - n,
+        cells,
+        x,
+        pre,
+        labels,
+        batches,
+        rna_coverage,
+        adt_coverage,
+        antibodies_embedded,
+        antibodies_mapped,
+        antibodies_missing,
+        scores,
+    })
+}
+
+/// The stacked vectors, the unintegrated representation and the labels/batches, for
+/// cross-checks with scib-metrics: `DIR/NAME.scib.safetensors`, `NAME.pre.safetensors`,
+/// `NAME.obs.tsv`.
+pub fn export(
+    dir: &Path,
+    name: &str,
+    data: &IntegrationData,
+    ev: &IntegrationEval,
+    dim: usize,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
+    let ids: Vec<String> = ["rna", "adt"]
+        .iter()
+        .flat_map(|m| {
+            let cells = &data.rna.cells;
+            ev.cells.iter().map(move |&i| format!("{}:{m}", cells[i]))
+        })
+        .collect();
+    GeneEmbeddings::new(
+        ids.clone(),
+        dim,
+        ev.x.clone(),
+        "bftkit integration export".into(),
+    )?
+    .write(&dir.join(format!("{name}.scib.safetensors")))?;
+    GeneEmbeddings::new(
+        ids.clone(),
+        data.pre_dim,
+        data.pre.clone(),
+        "unintegrated".into(),
+    )?
+    .write(&dir.join(format!("{name}.pre.safetensors")))?;
+    let mut obs = String::from("cell\tlabel\tbatch\n");
+    for (i, id) in ids.iter().enumerate() {
+        obs.push_str(&format!(
+            "{id}\t{}\t{}\n",
+            data.class_names[ev.labels[i]],
+            ["RNA", "ADT"][ev.batches[i]]
+        ));
+    }
+    let p = dir.join(format!("{name}.obs.tsv"));
+    std::fs::write(&p, obs).with_context(|| format!("{}: cannot write", p.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture_source() -> (IntegrationSource, std::path::PathBuf) {
+        let task = crate::eval::task::TaskSet::embedded()
+            .unwrap()
+            .tasks
+            .into_iter()
+            .find(|t| t.name == "integration_citeseq_eccite")
+            .unwrap();
+        let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data");
+        (task.integration.unwrap(), data)
+    }
+
+    #[test]
+    fn conditions_parse_and_clr_is_seurats() {
+        let abs = vec!["CD4".to_string(), "HLA-A,B,C".to_string()];
+        let c = Condition::parse("HLA-A,B,C >= 1.5", &abs).unwrap();
+        assert_eq!((c.column, c.op, c.value), (1, ">=", 1.5));
+        for bad in ["CD4 >> 2", "CD4 > two", "CD9 > 2", "CD4>2"] {
+            assert!(Condition::parse(bad, &abs).is_err(), "{bad}");
+        }
+        let e = Condition::parse("CD9 > 2", &abs).unwrap_err().to_string();
+        assert!(e.contains("no antibody 'CD9'"), "{e}");
+        let v = clr(&[0.0, 3.0, 63.0]);
+        let g = ((1f64.ln() + 4f64.ln() + 64f64.ln()) / 3.0).exp(); // = 4
+        assert!((v[1] - (3.0 / g).ln_1p()).abs() < 1e-12 && v[0] == 0.0);
+        assert!(c.holds(&[0.0, 1.5]) && !c.holds(&[0.0, 1.4]));
+    }
+
+    #[test]
+    fn the_fixture_is_gated_as_planted_and_every_antibody_must_be_accounted_for() {
+        let (src, data) = fixture_source();
+        let d = load(&src, &data).unwrap();
+        assert_eq!(d.labels.len(), 80);
+        assert_eq!(
+            (
+                d.gating.unassigned_no_type,
+                d.gating.unassigned_several_types
+            ),
+            (4, 2)
+        );
+        assert!(d.gating.per_type.values().all(|&n| n == 16));
+        assert_eq!(d.rna.cells, d.adt.cells);
+        assert_eq!(d.pre.len(), 2 * 80 * d.pre_dim);
+        // An antibody of the data that the table forgets is an error naming it.
+        let mut forgot = src.clone();
+        forgot.antibodies.remove("CD19");
+        let e = format!("{:#}", load(&forgot, &data).err().unwrap());
+        assert!(e.contains("adt_counts.csv") && e.contains("'CD19'"), "{e}");
+        let mut bad = src.clone();
+        bad.gating.types[0].all = vec!["CD19 => 2".into()];
+        assert!(load(&bad, &data).is_err());
+    }
+}
