@@ -35,6 +35,7 @@ pub struct CellData {
 /// cells, classes in sorted name order.
 pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
     let path = data_dir.join(&src.matrix);
+    let mut h5ad_obs = None;
     let m = if src.matrix.ends_with(".mtx") || src.matrix.ends_with(".mtx.gz") {
         let names = |f: &Option<String>, col: usize| -> Result<Vec<String>> {
             let f = f
@@ -48,29 +49,58 @@ pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
             names(&src.cells_file, src.cells_column)?,
             src.genes_are_rows,
         )?
+    } else if src.matrix.ends_with(".h5ad") {
+        let a = crate::io::h5ad::read_h5ad(&path, src.h5ad_raw)?;
+        h5ad_obs = Some(a.obs);
+        a.matrix
     } else {
         read_dense(&path)?
     };
-    let table = Table::read(&data_dir.join(&src.labels_file), true)?;
-    let cc = table.column(&ColumnRef::Name(src.cell_column.clone()))?;
-    let lc = table.column(&ColumnRef::Name(src.label_column.clone()))?;
     let mut label_of: HashMap<String, String> = HashMap::new();
-    for row in &table.rows {
-        let (cell, label) = (table.field(row, cc)?, table.field(row, lc)?);
-        if label.is_empty() {
-            continue;
+    let labels_origin = match (&src.labels_file, h5ad_obs) {
+        (Some(f), _) => {
+            let table = Table::read(&data_dir.join(f), true)?;
+            let cc = table.column(&ColumnRef::Name(src.cell_column.clone()))?;
+            let lc = table.column(&ColumnRef::Name(src.label_column.clone()))?;
+            for row in &table.rows {
+                let (cell, label) = (table.field(row, cc)?, table.field(row, lc)?);
+                if label.is_empty() {
+                    continue;
+                }
+                if label_of
+                    .insert(cell.to_string(), label.to_string())
+                    .is_some()
+                {
+                    bail!(
+                        "{}:{}: cell '{cell}' is labelled twice",
+                        table.path.display(),
+                        row.0
+                    );
+                }
+            }
+            f.clone()
         }
-        if label_of
-            .insert(cell.to_string(), label.to_string())
-            .is_some()
-        {
-            bail!(
-                "{}:{}: cell '{cell}' is labelled twice",
-                table.path.display(),
-                row.0
-            );
+        (None, Some(obs)) => {
+            let col = obs.get(&src.label_column).with_context(|| {
+                format!(
+                    "{}: obs has no column '{}' (columns: {})",
+                    path.display(),
+                    src.label_column,
+                    obs.keys().cloned().collect::<Vec<_>>().join(", ")
+                )
+            })?;
+            for (cell, label) in m.cells.iter().zip(col) {
+                if !label.is_empty() {
+                    label_of.insert(cell.clone(), label.clone());
+                }
+            }
+            format!("{} obs", src.matrix)
         }
-    }
+        (None, None) => bail!(
+            "{}: no labels_file for a matrix without obs",
+            path.display()
+        ),
+    };
     let mut class_names: Vec<String> = label_of.values().cloned().collect();
     class_names.sort();
     class_names.dedup();
@@ -82,7 +112,7 @@ pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
             "{}: no cell of {} has a label in {}",
             path.display(),
             src.matrix,
-            src.labels_file
+            labels_origin
         );
     }
     let labels: Vec<usize> = keep

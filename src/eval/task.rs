@@ -65,8 +65,12 @@ pub enum TaskGroup {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CellSource {
-    /// Dense CSV/TSV (a row per cell, a header of gene names) or MatrixMarket `.mtx[.gz]`.
+    /// Dense CSV/TSV (a row per cell, a header of gene names), MatrixMarket `.mtx[.gz]`, or
+    /// AnnData `.h5ad` (its `raw` matrix when present unless `h5ad_raw = false`; labels from
+    /// its `obs` when no `labels_file` is given).
     pub matrix: String,
+    #[serde(default = "yes")]
+    pub h5ad_raw: bool,
     /// For MatrixMarket: gene names, one per line (`genes_column`, 0-based; header skipped when
     /// `names_header`), cell names likewise, and whether the file's rows are genes (10x layout).
     #[serde(default)]
@@ -81,8 +85,11 @@ pub struct CellSource {
     pub names_header: bool,
     #[serde(default)]
     pub genes_are_rows: bool,
-    /// Cell annotations (CSV/TSV with a header): the cell-id column and the label column.
-    pub labels_file: String,
+    /// Cell annotations (CSV/TSV with a header): the cell-id column and the label column. For
+    /// an `.h5ad` matrix without `labels_file`, `label_column` names an `obs` column.
+    #[serde(default)]
+    pub labels_file: Option<String>,
+    #[serde(default)]
     pub cell_column: String,
     pub label_column: String,
 }
@@ -207,6 +214,12 @@ impl TaskSpec {
                 if mtx && (c.genes_file.is_none() || c.cells_file.is_none()) {
                     bail!("a MatrixMarket matrix needs genes_file and cells_file");
                 }
+                if c.labels_file.is_none() && !c.matrix.ends_with(".h5ad") {
+                    bail!("a cell task needs labels_file (or an .h5ad matrix with obs labels)");
+                }
+                if c.labels_file.is_some() && c.cell_column.is_empty() {
+                    bail!("labels_file needs cell_column");
+                }
                 return self.check_common();
             }
             TaskGroup::Integration => {
@@ -313,7 +326,7 @@ impl TaskSpec {
             return std::iter::once(c.matrix.as_str())
                 .chain(c.genes_file.as_deref())
                 .chain(c.cells_file.as_deref())
-                .chain(std::iter::once(c.labels_file.as_str()))
+                .chain(c.labels_file.as_deref())
                 .collect();
         }
         let mut sources: Vec<&LabelSource> = self.data.iter().collect();

@@ -5,6 +5,7 @@
 
 pub mod embeddings;
 pub mod gene_ids;
+pub mod h5ad;
 pub mod matrix;
 pub mod table;
 
