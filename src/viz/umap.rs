@@ -62,10 +62,14 @@ pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
             // g = X[i0..i0+m] · Xᵀ  (m × n)
             let mut g = vec![0f32; m * n];
             crate::linalg::matmul(m, n, d, &x[i0 * d..], d, 1, x, 1, d, &mut g, n, 1.0);
-            let mut cand: Vec<(f32, u32)> = Vec::with_capacity(n);
+            // The k best (squared distance, index) so far, sorted; a candidate costs one
+            // comparison against the current k-th unless it enters. Ties break by index, so
+            // the result is the same as sorting all candidates.
+            let kk = k.min(n);
+            let mut best: Vec<(f32, u32)> = Vec::with_capacity(kk + 1);
             for r in 0..m {
                 let i = i0 + r;
-                cand.clear();
+                best.clear();
                 let row = &g[r * n..(r + 1) * n];
                 for (j, &dot) in row.iter().enumerate() {
                     let d2 = if i == j {
@@ -73,16 +77,18 @@ pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
                     } else {
                         (norms[i] + norms[j] - 2.0 * dot).max(0.0)
                     };
-                    cand.push((d2, j as u32));
+                    let c = (d2, j as u32);
+                    if best.len() == kk {
+                        let worst = best[kk - 1];
+                        if c.0 > worst.0 || (c.0 == worst.0 && c.1 > worst.1) {
+                            continue;
+                        }
+                        best.pop();
+                    }
+                    let at = best.partition_point(|b| b.0 < c.0 || (b.0 == c.0 && b.1 < c.1));
+                    best.insert(at, c);
                 }
-                let kk = k.min(n);
-                if kk < n {
-                    cand.select_nth_unstable_by(kk - 1, |a, b| {
-                        a.0.total_cmp(&b.0).then(a.1.cmp(&b.1))
-                    });
-                }
-                cand[..kk].sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-                for (t, &(d2, j)) in cand[..kk].iter().enumerate() {
+                for (t, &(d2, j)) in best.iter().enumerate() {
                     idx[r * k + t] = j;
                     dist[r * k + t] = d2.max(0.0).sqrt();
                 }
@@ -649,8 +655,9 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
                     let other = &ob[..dim];
                     let d2: f32 = cur.iter().zip(other).map(|(x, y)| (x - y) * (x - y)).sum();
                     if d2 > 0.0 {
-                        let coef =
-                            -2.0 * a * b * fast_pow(d2, b - 1.0) / (a * fast_pow(d2, b) + 1.0);
+                        // d2^(b−1) once; d2^b = d2^(b−1)·d2.
+                        let pb1 = fast_pow(d2, b - 1.0);
+                        let coef = -2.0 * a * b * pb1 / (a * pb1 * d2 + 1.0);
                         let mut push = [0f32; 8];
                         for t in 0..dim {
                             let g = (coef * (cur[t] - other[t])).clamp(-4.0, 4.0) * alpha;
@@ -669,27 +676,34 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
                     }
                     nx[le] += eps[e];
                     let n_neg = (((ep - nn[le]) / eps_neg[e]) as i64).max(0);
+                    // The negative samples' repulsions are all taken at the position the
+                    // vertex has after its positive move and then added together, rather than
+                    // one after the other as in umap-learn: the same gradients to first order,
+                    // and independent computations the CPU can overlap (the sequential chain
+                    // of pow and division was most of the layout time).
+                    let mut delta = [0f32; 8];
                     for _ in 0..n_neg {
                         state = xorshift(state);
-                        let k = ((state >> 11) % n as u64) as usize;
+                        // Uniform in 0..n by multiply-shift (no division).
+                        let k = (((state >> 32) * n as u64) >> 32) as usize;
                         if k == j {
                             continue;
                         }
-                        let mut ob = [0f32; 8];
-                        if k >= first && k < last {
-                            ob[..dim]
-                                .copy_from_slice(&own[(k - first) * dim..(k - first + 1) * dim]);
+                        let other = if k >= first && k < last {
+                            &own[(k - first) * dim..(k - first + 1) * dim]
                         } else {
-                            ob[..dim].copy_from_slice(&snap[k * dim..(k + 1) * dim]);
-                        }
-                        let other = &ob[..dim];
+                            &snap[k * dim..(k + 1) * dim]
+                        };
                         let d2: f32 = cur.iter().zip(other).map(|(x, y)| (x - y) * (x - y)).sum();
                         if d2 > 0.0 {
                             let coef = 2.0 * b / ((0.001 + d2) * (a * fast_pow(d2, b) + 1.0));
                             for t in 0..dim {
-                                cur[t] += (coef * (cur[t] - other[t])).clamp(-4.0, 4.0) * alpha;
+                                delta[t] += (coef * (cur[t] - other[t])).clamp(-4.0, 4.0) * alpha;
                             }
                         }
+                    }
+                    for t in 0..dim {
+                        cur[t] += delta[t];
                     }
                     own[lj * dim..(lj + 1) * dim].copy_from_slice(cur);
                     nn[le] += n_neg as f64 * eps_neg[e];
