@@ -292,7 +292,6 @@ fn perturbation_files(
     latent: &[Vec<f32>],
 ) -> Result<(&'static str, Vec<u8>, Vec<(String, String)>)> {
     use rand_distr::Poisson;
-    use std::io::Write as _;
     let mut rng = ChaCha8Rng::seed_from_u64(SEED + 5);
     let response: Vec<usize> = (100..140).collect();
     let dot = |a: &[f32], b: &[f32]| -> f32 { a.iter().zip(b).map(|(x, y)| x * y).sum() };
@@ -336,10 +335,22 @@ fn perturbation_files(
             }
         }
     }
+    Ok((
+        "perturb_papalexi2021_lowmoi/response_counts.mtx.gz",
+        gzip_mtx(response.len(), col, &entries)?,
+        vec![
+            ("perturb_papalexi2021_lowmoi/genes.tsv".into(), genes),
+            ("perturb_papalexi2021_lowmoi/cells.tsv".into(), cells),
+        ],
+    ))
+}
+
+/// A genes × cells integer MatrixMarket file (1-based (row, column, count) entries), gzipped
+/// with a zero timestamp so the bytes are reproducible.
+fn gzip_mtx(rows: usize, cols: usize, entries: &[(usize, usize, u64)]) -> Result<Vec<u8>> {
+    use std::io::Write as _;
     let mut mtx = format!(
-        "%%MatrixMarket matrix coordinate integer general\n% synthetic: genes x cells\n{} {} {}\n",
-        response.len(),
-        col,
+        "%%MatrixMarket matrix coordinate integer general\n% synthetic: genes x cells\n{rows} {cols} {}\n",
         entries.len()
     );
     for (r, c, v) in entries {
@@ -349,14 +360,7 @@ fn perturbation_files(
         .mtime(0)
         .write(Vec::new(), flate2::Compression::default());
     enc.write_all(mtx.as_bytes())?;
-    Ok((
-        "perturb_papalexi2021_lowmoi/response_counts.mtx.gz",
-        enc.finish()?,
-        vec![
-            ("perturb_papalexi2021_lowmoi/genes.tsv".into(), genes),
-            ("perturb_papalexi2021_lowmoi/cells.tsv".into(), cells),
-        ],
-    ))
+    Ok(enc.finish()?)
 }
 
 /// The ECCITE-seq panel's 49 antibodies, as the real ADT matrix names them.
@@ -449,7 +453,6 @@ fn integration_files(
     latent: &[Vec<f32>],
 ) -> Result<(&'static str, Vec<u8>, Vec<(String, String)>)> {
     use rand_distr::Poisson;
-    use std::io::Write as _;
     let mut rng = ChaCha8Rng::seed_from_u64(SEED + 6);
     let gene_of: std::collections::HashMap<&str, usize> =
         antibody_target_genes().into_iter().collect();
@@ -534,22 +537,9 @@ fn integration_files(
     for (i, &g) in rna_genes.iter().enumerate() {
         writeln!(genes, "{}\thg19_{}\t{}", i + 1, symbol(g), symbol(g))?;
     }
-    let mut mtx = format!(
-        "%%MatrixMarket matrix coordinate integer general\n% synthetic: genes x cells\n{} {} {}\n",
-        rna_genes.len(),
-        col,
-        entries.len()
-    );
-    for (r, c, v) in entries {
-        writeln!(mtx, "{r} {c} {v}")?;
-    }
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::default());
-    enc.write_all(mtx.as_bytes())?;
     Ok((
         "citeseq_eccite_pbmc/rna_counts.mtx.gz",
-        enc.finish()?,
+        gzip_mtx(rna_genes.len(), col, &entries)?,
         vec![
             ("citeseq_eccite_pbmc/rna_genes.tsv".into(), genes),
             ("citeseq_eccite_pbmc/cells.tsv".into(), cells),

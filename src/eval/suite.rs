@@ -331,6 +331,28 @@ pub fn run_probe(
     })
 }
 
+/// The fields of a task's result that come from the task and the set alone (cell, integration
+/// and perturbation tasks fill in the rest with struct-update syntax).
+fn result_for(task: &TaskSpec, set: &EmbeddingSet) -> TaskResult {
+    TaskResult {
+        task: task.name.clone(),
+        title: task.title.clone(),
+        group: task.group,
+        main_metric: task.main_metric.clone(),
+        protocol: String::new(),
+        n_folds: 0,
+        pair_feature: None,
+        embedding_set: set.name.clone(),
+        n_positive: 0,
+        n_negative: 0,
+        coverage: Coverage::default(),
+        scores: None,
+        references: task.reference.clone(),
+        extra: BTreeMap::new(),
+        cell_coverage: None,
+    }
+}
+
 /// A cell task on every set: GenePT-w cell vectors, then [`cells::evaluate`].
 fn cell_task(
     task: &TaskSpec,
@@ -370,20 +392,13 @@ fn cell_task(
             )?;
         }
         out.push(TaskResult {
-            task: task.name.clone(),
-            title: task.title.clone(),
-            group: task.group,
-            main_metric: task.main_metric.clone(),
             protocol: format!(
                 "stratified {folds}-fold CV over {n} cells of {k} types, seed {}; GenePT-w cell \
                  vectors; logistic regression one-vs-rest (macro metrics)",
                 opts.seed
             ),
             n_folds: folds,
-            pair_feature: None,
-            embedding_set: set.name.clone(),
             n_positive: n,
-            n_negative: 0,
             coverage: Coverage {
                 positive_total: n + data.labels_without_cell,
                 positive_matched: n - cov.cells_empty,
@@ -393,9 +408,9 @@ fn cell_task(
                 ..Coverage::default()
             },
             scores: Some(scores.probe),
-            references: task.reference.clone(),
             extra: scores.extra,
             cell_coverage: Some(cov),
+            ..result_for(task, set)
         });
     }
     Ok(out)
@@ -446,10 +461,6 @@ fn integration_task(
             .map(|(k, v)| (k.to_string(), MeanSd { mean: v, sd: 0.0 }))
             .collect();
         out.push(TaskResult {
-            task: task.name.clone(),
-            title: task.title.clone(),
-            group: task.group,
-            main_metric: task.main_metric.clone(),
             protocol: format!(
                 "{gated}; {} without an RNA or ADT vector (left out); RNA and ADT GenePT-w vectors (ADT: {} of {} mapped antibodies with an \
                  embedded target{}, {:.1}% of ADT mass), modality as batch; scIB metrics as \
@@ -466,22 +477,21 @@ fn integration_task(
                 opts.seed
             ),
             n_folds: 0,
-            pair_feature: None,
-            embedding_set: set.name.clone(),
             n_positive: n,
-            n_negative: 0,
             coverage: Coverage {
-                positive_total: n + g.unassigned_no_type + g.unassigned_several_types,
-                positive_matched: n - ev.rna_coverage.cells_empty.max(ev.adt_coverage.cells_empty),
+                // Cells of the data (gated or not), and those scored.
+                positive_total: data.labels.len()
+                    + g.unassigned_no_type
+                    + g.unassigned_several_types,
+                positive_matched: n,
                 genes_total: ev.rna_coverage.genes_total,
                 genes_matched: ev.rna_coverage.genes_matched,
                 missing_genes: ev.rna_coverage.missing_examples.clone(),
                 ..Coverage::default()
             },
-            scores: None,
-            references: task.reference.clone(),
             extra,
             cell_coverage: Some(ev.rna_coverage),
+            ..result_for(task, set)
         });
     }
     Ok(out)
@@ -505,10 +515,6 @@ fn perturbation_task(
         let s = perturb::evaluate(&data, &set.embeddings, &resolver, src.k)
             .with_context(|| format!("on '{}'", set.name))?;
         out.push(TaskResult {
-            task: task.name.clone(),
-            title: task.title.clone(),
-            group: task.group,
-            main_metric: task.main_metric.clone(),
             protocol: format!(
                 "leave one perturbation out over {} targets ({} with an embedding; {} control \
                  cells; targets under {} cells left out: {}); {}-nearest targets by cosine",
@@ -524,10 +530,7 @@ fn perturbation_task(
                 src.k
             ),
             n_folds: s.targets_with_embedding,
-            pair_feature: None,
-            embedding_set: set.name.clone(),
             n_positive: s.targets_with_embedding,
-            n_negative: 0,
             coverage: Coverage {
                 positive_total: s.targets_total,
                 positive_matched: s.targets_with_embedding,
@@ -536,10 +539,8 @@ fn perturbation_task(
                 missing_genes: s.missing_targets.clone(),
                 ..Coverage::default()
             },
-            scores: None,
-            references: task.reference.clone(),
             extra: s.metrics,
-            cell_coverage: None,
+            ..result_for(task, set)
         });
     }
     Ok(out)
