@@ -16,7 +16,7 @@ use super::metrics::{self, MeanSd};
 use super::probe::{FoldScores, ProbeScores};
 use super::split::stratified_kfold_classes;
 use super::task::CellSource;
-use crate::io::matrix::{read_dense, read_mtx, read_names, ExprMatrix};
+use crate::io::matrix::{read_mtx_or_dense, ExprMatrix, MtxNames};
 use crate::io::table::{ColumnRef, Table};
 use std::collections::HashMap;
 use std::path::Path;
@@ -36,25 +36,23 @@ pub struct CellData {
 pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
     let path = data_dir.join(&src.matrix);
     let mut h5ad_obs = None;
-    let m = if src.matrix.ends_with(".mtx") || src.matrix.ends_with(".mtx.gz") {
-        let names = |f: &Option<String>, col: usize| -> Result<Vec<String>> {
-            let f = f
-                .as_ref()
-                .context("MatrixMarket needs genes_file and cells_file")?;
-            read_names(&data_dir.join(f), col, src.names_header)
-        };
-        read_mtx(
-            &path,
-            names(&src.genes_file, src.genes_column)?,
-            names(&src.cells_file, src.cells_column)?,
-            src.genes_are_rows,
-        )?
-    } else if src.matrix.ends_with(".h5ad") {
+    let m = if src.matrix.ends_with(".h5ad") {
         let a = crate::io::h5ad::read_h5ad(&path, src.h5ad_raw)?;
         h5ad_obs = Some(a.obs);
         a.matrix
     } else {
-        read_dense(&path)?
+        read_mtx_or_dense(
+            &path,
+            &MtxNames {
+                dir: data_dir,
+                genes: src.genes_file.as_deref(),
+                genes_column: src.genes_column,
+                cells: src.cells_file.as_deref(),
+                cells_column: src.cells_column,
+                header: src.names_header,
+                genes_are_rows: src.genes_are_rows,
+            },
+        )?
     };
     let mut label_of: HashMap<String, String> = HashMap::new();
     let labels_origin = match (&src.labels_file, h5ad_obs) {

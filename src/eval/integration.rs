@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::scib::{self, ScibScores, ScibTimings};
 use crate::embed::cells::{genept_w, CellCoverage};
-use crate::io::matrix::{read_dense, read_mtx, read_names, ExprMatrix};
+use crate::io::matrix::{read_dense, read_mtx_or_dense, ExprMatrix, MtxNames};
 use crate::io::table::{ColumnRef, Table};
 use crate::io::{GeneEmbeddings, GeneResolver};
 
@@ -351,22 +351,18 @@ pub struct IntegrationData {
 /// Reads and gates the task's data (paths relative to `data_dir`).
 pub fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
     let path = data_dir.join(&src.rna_matrix);
-    let rna = if src.rna_matrix.ends_with(".mtx") || src.rna_matrix.ends_with(".mtx.gz") {
-        let names = |f: &Option<String>, col: usize| -> Result<Vec<String>> {
-            let f = f
-                .as_ref()
-                .context("a MatrixMarket RNA matrix needs rna_genes_file and rna_cells_file")?;
-            read_names(&data_dir.join(f), col, src.names_header)
-        };
-        read_mtx(
-            &path,
-            names(&src.rna_genes_file, src.rna_genes_column)?,
-            names(&src.rna_cells_file, src.rna_cells_column)?,
-            src.genes_are_rows,
-        )?
-    } else {
-        read_dense(&path)?
-    };
+    let rna = read_mtx_or_dense(
+        &path,
+        &MtxNames {
+            dir: data_dir,
+            genes: src.rna_genes_file.as_deref(),
+            genes_column: src.rna_genes_column,
+            cells: src.rna_cells_file.as_deref(),
+            cells_column: src.rna_cells_column,
+            header: src.names_header,
+            genes_are_rows: src.genes_are_rows,
+        },
+    )?;
     let adt_path = data_dir.join(&src.adt_matrix);
     let adt = read_dense(&adt_path)?;
     let mut targets = Vec::with_capacity(adt.n_genes());

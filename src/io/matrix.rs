@@ -216,6 +216,41 @@ pub fn read_names(path: &Path, col: usize, header: bool) -> Result<Vec<String>> 
     Ok(out)
 }
 
+/// Where a MatrixMarket file's gene and cell names are (files relative to `dir`; 0-based
+/// columns; `header`: skip each file's first line) and how it is laid out.
+pub struct MtxNames<'a> {
+    pub dir: &'a Path,
+    pub genes: Option<&'a str>,
+    pub genes_column: usize,
+    pub cells: Option<&'a str>,
+    pub cells_column: usize,
+    pub header: bool,
+    pub genes_are_rows: bool,
+}
+
+/// A MatrixMarket `.mtx[.gz]` file with its name files, or else a dense CSV/TSV.
+pub fn read_mtx_or_dense(path: &Path, names: &MtxNames<'_>) -> Result<ExprMatrix> {
+    let name = path.to_string_lossy();
+    if !(name.ends_with(".mtx") || name.ends_with(".mtx.gz")) {
+        return read_dense(path);
+    }
+    let list = |f: Option<&str>, col: usize| -> Result<Vec<String>> {
+        let f = f.with_context(|| {
+            format!(
+                "{}: a MatrixMarket matrix needs its gene and cell name files",
+                path.display()
+            )
+        })?;
+        read_names(&names.dir.join(f), col, names.header)
+    };
+    read_mtx(
+        path,
+        list(names.genes, names.genes_column)?,
+        list(names.cells, names.cells_column)?,
+        names.genes_are_rows,
+    )
+}
+
 /// Reads a dense CSV/TSV: a header (first field the cell-id column's name, then gene names) and
 /// one row per cell.
 pub fn read_dense(path: &Path) -> Result<ExprMatrix> {
