@@ -381,12 +381,7 @@ pub fn run_suite(
             let data = crate::eval::integration::load(src, &ctx.data_dir)?;
             for set in &sets {
                 let resolver = GeneResolver::new(&set.embeddings, ctx.gene_map.map(|(m, _)| m));
-                let ev = crate::eval::integration::evaluate(
-                    &data,
-                    &set.embeddings,
-                    &resolver,
-                    cfg.seed,
-                )?;
+                let ev = crate::eval::integration::vectors(&data, &set.embeddings, &resolver)?;
                 let cell_names = &data.rna.cells;
                 let names: Vec<String> = ["RNA", "ADT"]
                     .iter()

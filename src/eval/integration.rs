@@ -469,8 +469,8 @@ fn unintegrated(rna: &ExprMatrix, adt: &ExprMatrix, top: usize) -> (Vec<f32>, us
     (x, d)
 }
 
-/// Scores and what went into them, for one embedding set.
-pub struct IntegrationEval {
+/// What the metrics are computed on, for one embedding set.
+pub struct IntegrationVectors {
     /// The cells scored (indices into the data's cells): those with a vector in both.
     pub cells: Vec<usize>,
     pub cells_without_vector: usize,
@@ -486,16 +486,34 @@ pub struct IntegrationEval {
     pub antibodies_mapped: usize,
     /// Mapped antibodies none of whose targets has an embedding.
     pub antibodies_missing: Vec<String>,
-    pub scores: ScibScores,
 }
 
-/// GenePT-w vectors of both modalities in the gene-embedding space, modality as batch, scIB.
+/// GenePT-w vectors of both modalities in the gene-embedding space, modality as batch, and
+/// their scIB metrics.
 pub fn evaluate(
     data: &IntegrationData,
     emb: &GeneEmbeddings,
     resolver: &GeneResolver<'_>,
     seed: u64,
-) -> Result<IntegrationEval> {
+) -> Result<(IntegrationVectors, ScibScores)> {
+    let v = vectors(data, emb, resolver)?;
+    let (scores, _) = scib::scib(
+        &v.x,
+        emb.dim,
+        &v.labels,
+        &v.batches,
+        Some((&v.pre, data.pre_dim)),
+        seed,
+    )?;
+    Ok((v, scores))
+}
+
+/// The stacked RNA and ADT vectors of the cells that have both (see [`IntegrationVectors`]).
+pub fn vectors(
+    data: &IntegrationData,
+    emb: &GeneEmbeddings,
+    resolver: &GeneResolver<'_>,
+) -> Result<IntegrationVectors> {
     let (rna_x, rna_coverage) = genept_w(&data.rna, emb, resolver).context("RNA cell vectors")?;
     // Each antibody's vector: the mean of its target genes' embeddings.
     let (mut ids, mut values, mut antibodies_missing) = (Vec::new(), Vec::new(), Vec::new());
@@ -553,8 +571,7 @@ pub fn evaluate(
         .map(|&i| data.labels[i])
         .collect();
     let batches: Vec<usize> = (0..2 * n).map(|i| i / n).collect();
-    let (scores, _) = scib::scib(&x, d, &labels, &batches, Some((&pre, data.pre_dim)), seed)?;
-    Ok(IntegrationEval {
+    Ok(IntegrationVectors {
         cells_without_vector: n_all - n,
         cells,
         x,
@@ -566,7 +583,6 @@ pub fn evaluate(
         antibodies_embedded,
         antibodies_mapped,
         antibodies_missing,
-        scores,
     })
 }
 
@@ -577,7 +593,7 @@ pub fn export(
     dir: &Path,
     name: &str,
     data: &IntegrationData,
-    ev: &IntegrationEval,
+    ev: &IntegrationVectors,
     dim: usize,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;

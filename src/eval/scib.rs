@@ -546,12 +546,10 @@ pub fn kbet_per_label(nb: &Neighbors, batches: &[usize], labels: &[usize]) -> f6
         .map(|&l| {
             let rows: Vec<usize> = (0..nb.n).filter(|&i| labels[i] == l).collect();
             let b: Vec<usize> = rows.iter().map(|&i| batches[i]).collect();
-            let (bc, nbatch) = codes(&b);
+            let nbatch = codes(&b).1;
             if rows.len() < 10 || nbatch == 1 {
                 return f64::NAN;
             }
-            let mut counts = vec![0usize; nbatch];
-            bc.iter().for_each(|&v| counts[v] += 1);
             let quarter = (rows.len() as f64 / nbatch as f64 / 4.0).floor() as usize;
             let k0 = quarter.clamp(10, 70);
             let sub = graph.submatrix(&rows);

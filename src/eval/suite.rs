@@ -448,14 +448,13 @@ fn integration_task(
     let mut out = Vec::new();
     for (s, set) in sets.iter().enumerate() {
         let resolver = GeneResolver::new(&set.embeddings, gene_map.map(|(m, _)| m));
-        let ev = integration::evaluate(&data, &set.embeddings, &resolver, opts.seed)
+        let (ev, scores) = integration::evaluate(&data, &set.embeddings, &resolver, opts.seed)
             .with_context(|| format!("on '{}'", set.name))?;
         if let (0, Some(dir)) = (s, &opts.export_folds) {
             integration::export(dir, &task.name, &data, &ev, set.embeddings.dim)?;
         }
         let n = ev.cells.len();
-        let extra = ev
-            .scores
+        let extra = scores
             .named()
             .into_iter()
             .map(|(k, v)| (k.to_string(), MeanSd { mean: v, sd: 0.0 }))
