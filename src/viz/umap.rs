@@ -3,10 +3,11 @@
 //! FINDINGS.md), is unseeded and panics on bad input.
 //!
 //! The steps follow umap-learn 0.5: exact k nearest neighbours (euclidean, the point itself
-//! included, blocked GEMM on all cores), smooth kNN distances (ρ, σ by bisection to log2 k), the
-//! fuzzy simplicial set with fuzzy union, spectral initialisation (eigenvectors 2..=dim of the
-//! normalised graph, by subspace iteration), then SGD with negative sampling on the curve
-//! 1 / (1 + a d^2b) fitted to `min_dist` and `spread`. The SGD runs in parallel over fixed vertex
+//! included, one GEMM per pair of row tiles on all cores), smooth kNN distances (ρ, σ by
+//! bisection to log2 k), the fuzzy simplicial set with fuzzy union, spectral initialisation
+//! (eigenvectors 2..=dim of the normalised graph, by Chebyshev-filtered subspace iteration),
+//! then SGD with negative sampling on the curve 1 / (1 + a d^2b) fitted to `min_dist` and
+//! `spread`, its gradient coefficients read from tables. The SGD runs in parallel over fixed vertex
 //! chunks against a per-epoch snapshot, so a seed fixes the layout bit for bit on any number of
 //! threads (umap-learn is reproducible only single-threaded). `BFTKIT_UMAP_TIMING=1` prints the
 //! time of each phase to stderr.
@@ -47,54 +48,142 @@ impl Default for UmapOptions {
 }
 
 /// The k nearest neighbours of every row (itself first), by euclidean distance: indices and
-/// distances, `k` per row, nearest first.
+/// distances, `k` per row, nearest first. Exact; ties are broken by index.
+///
+/// Each pair of points is scored once: the rows are cut into tiles, and for every tile pair
+/// (I, J) with I <= J one GEMM gives X_I·X_Jᵀ, whose entries are offered both to the rows of I
+/// and to the rows of J — half the multiply-adds of a full X·Xᵀ, which is most of the time.
+/// Tile pairs run in parallel, each worker keeping its own candidate lists; the lists are
+/// merged at the end. A list's content is the k smallest (distance, index) pairs it was
+/// offered, whatever the order, so the result does not depend on the thread count.
 pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
     let norms: Vec<f32> = x.chunks(d).map(|r| r.iter().map(|v| v * v).sum()).collect();
-    const BLOCK: usize = 256;
+    const TILE: usize = 512;
+    let kk = k.min(n).saturating_sub(1); // neighbours besides the point itself
+    let tiles = n.div_ceil(TILE);
+    let pairs: Vec<(usize, usize)> = (0..tiles)
+        .flat_map(|a| (a..tiles).map(move |b| (a, b)))
+        .collect();
+    let merged = pairs
+        .par_iter()
+        .with_min_len(4)
+        .fold(
+            || (TopK::new(n, kk), Vec::new()),
+            |(mut top, mut g), &(ti, tj)| {
+                let (i0, j0) = (ti * TILE, tj * TILE);
+                let (mi, mj) = ((n - i0).min(TILE), (n - j0).min(TILE));
+                g.resize(TILE * TILE, 0.0);
+                crate::linalg::matmul(
+                    mi,
+                    mj,
+                    d,
+                    &x[i0 * d..],
+                    d,
+                    1,
+                    &x[j0 * d..],
+                    1,
+                    d,
+                    &mut g,
+                    mj,
+                    1.0,
+                );
+                for r in 0..mi {
+                    let i = i0 + r;
+                    // On a diagonal tile only j > i: each pair once.
+                    let c0 = if ti == tj { r + 1 } else { 0 };
+                    let row = &g[r * mj..(r + 1) * mj];
+                    for (c, &dot) in row.iter().enumerate().skip(c0) {
+                        let j = j0 + c;
+                        let d2 = (norms[i] + norms[j] - 2.0 * dot).max(0.0);
+                        top.offer(i, d2, j as u32);
+                        top.offer(j, d2, i as u32);
+                    }
+                }
+                (top, g)
+            },
+        )
+        .map(|(top, _)| top)
+        .reduce(|| TopK::new(n, kk), TopK::merge);
     let mut idx = vec![0u32; n * k];
     let mut dist = vec![0f32; n * k];
-    idx.par_chunks_mut(BLOCK * k)
-        .zip(dist.par_chunks_mut(BLOCK * k))
-        .enumerate()
-        .for_each(|(blk, (idx, dist))| {
-            let i0 = blk * BLOCK;
-            let m = idx.len() / k;
-            // g = X[i0..i0+m] · Xᵀ  (m × n)
-            let mut g = vec![0f32; m * n];
-            crate::linalg::matmul(m, n, d, &x[i0 * d..], d, 1, x, 1, d, &mut g, n, 1.0);
-            // The k best (squared distance, index) so far, sorted; a candidate costs one
-            // comparison against the current k-th unless it enters. Ties break by index, so
-            // the result is the same as sorting all candidates.
-            let kk = k.min(n);
-            let mut best: Vec<(f32, u32)> = Vec::with_capacity(kk + 1);
-            for r in 0..m {
-                let i = i0 + r;
-                best.clear();
-                let row = &g[r * n..(r + 1) * n];
-                for (j, &dot) in row.iter().enumerate() {
-                    let d2 = if i == j {
-                        -1.0 // the point itself always comes first
-                    } else {
-                        (norms[i] + norms[j] - 2.0 * dot).max(0.0)
-                    };
-                    let c = (d2, j as u32);
-                    if best.len() == kk {
-                        let worst = best[kk - 1];
-                        if c.0 > worst.0 || (c.0 == worst.0 && c.1 > worst.1) {
-                            continue;
-                        }
-                        best.pop();
-                    }
-                    let at = best.partition_point(|b| b.0 < c.0 || (b.0 == c.0 && b.1 < c.1));
-                    best.insert(at, c);
-                }
-                for (t, &(d2, j)) in best.iter().enumerate() {
-                    idx[r * k + t] = j;
-                    dist[r * k + t] = d2.max(0.0).sqrt();
-                }
-            }
-        });
+    for i in 0..n {
+        idx[i * k] = i as u32;
+        let list = merged.list(i);
+        for (t, &(d2, j)) in list.iter().enumerate() {
+            idx[i * k + 1 + t] = j;
+            dist[i * k + 1 + t] = d2.sqrt();
+        }
+    }
     (idx, dist)
+}
+
+/// For every row, the `k` smallest (squared distance, index) pairs offered so far, sorted.
+struct TopK {
+    k: usize,
+    items: Vec<(f32, u32)>,
+    len: Vec<u32>,
+    /// The current k-th distance of each row (infinite until the list is full): most offers
+    /// are refused by this one comparison.
+    worst: Vec<f32>,
+}
+
+impl TopK {
+    fn new(n: usize, k: usize) -> Self {
+        TopK {
+            k,
+            items: vec![(0.0, 0); n * k],
+            len: vec![0; n],
+            worst: vec![
+                if k == 0 {
+                    f32::NEG_INFINITY
+                } else {
+                    f32::INFINITY
+                };
+                n
+            ],
+        }
+    }
+
+    #[inline]
+    fn offer(&mut self, row: usize, d2: f32, j: u32) {
+        if d2 > self.worst[row] {
+            return;
+        }
+        self.insert(row, d2, j);
+    }
+
+    fn insert(&mut self, row: usize, d2: f32, j: u32) {
+        let k = self.k;
+        let len = self.len[row] as usize;
+        let list = &mut self.items[row * k..(row + 1) * k];
+        let before = |b: &(f32, u32)| b.0 < d2 || (b.0 == d2 && b.1 < j);
+        let at = list[..len].partition_point(before);
+        if at == k {
+            return; // a tie with the k-th that loses on index
+        }
+        let end = if len == k { k - 1 } else { len };
+        list.copy_within(at..end, at + 1);
+        list[at] = (d2, j);
+        if len < k {
+            self.len[row] += 1;
+        }
+        if self.len[row] as usize == k {
+            self.worst[row] = list[k - 1].0;
+        }
+    }
+
+    fn list(&self, row: usize) -> &[(f32, u32)] {
+        &self.items[row * self.k..row * self.k + self.len[row] as usize]
+    }
+
+    fn merge(mut self, other: TopK) -> TopK {
+        for row in 0..self.len.len() {
+            for &(d2, j) in other.list(row) {
+                self.offer(row, d2, j);
+            }
+        }
+        self
+    }
 }
 
 /// ρ (distance to the nearest other point) and σ per point, so that the memberships of its
@@ -281,9 +370,9 @@ pub fn find_ab(spread: f64, min_dist: f64) -> (f64, f64) {
 }
 
 /// Eigenvectors 2..=dim+1 of D^-1/2 W D^-1/2 (the smallest non-trivial ones of the normalised
-/// Laplacian) by block subspace iteration with Rayleigh-Ritz, to umap-learn's accuracy (its
-/// eigsh uses tol 1e-4): the Ritz values must settle to 1e-4. (1e-5 took 2.5x the time for the
-/// same trustworthiness on the 20,598 gene embeddings: 0.8879 vs 0.8865.)
+/// Laplacian) by Chebyshev-filtered block subspace iteration with Rayleigh-Ritz, to umap-learn's
+/// accuracy (its eigsh uses tol 1e-4): the Ritz values must settle to 1e-4. (1e-5 took 2.5x the
+/// time for the same trustworthiness on the 20,598 gene embeddings: 0.8879 vs 0.8865.)
 fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
     let n = g.n;
     let mut deg = vec![0.0f64; n];
@@ -336,27 +425,54 @@ fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
         .max(1e-300);
     trivial.iter_mut().for_each(|x| *x /= tn);
     let mut v: Vec<f64> = (0..n * p).map(|_| StandardNormal.sample(rng)).collect();
-    let mut w = vec![0.0; n * p];
+    let (mut y0, mut y1) = (vec![0.0; n * p], vec![0.0; n * p]);
     orthonormalize(&mut v, p, &trivial);
-    let mut last = vec![f64::NAN; p];
-    for it in 0..2000 {
-        apply(&v, &mut w);
-        std::mem::swap(&mut v, &mut w);
+    let mut ritz = rayleigh_ritz(&mut v, p, &apply);
+    // Chebyshev-filtered subspace iteration (Zhou & Saad): each pass applies T_m of B mapped so
+    // that the unwanted part of the spectrum, [0, smallest Ritz value of the block], lands in
+    // [-1, 1], where |T_m| <= 1, while the wanted eigenvalues above it grow like
+    // cosh(m·acosh(·)). Plain subspace iteration needed 220 products and orthonormalisations
+    // on the 20,598 gene embeddings; this needs far fewer of either.
+    const DEGREE: usize = 10;
+    let mut passes = 0;
+    for _ in 0..200 {
+        passes += 1;
+        let upper = ritz[p - 1].clamp(0.0, 1.0);
+        let (c, e) = (upper / 2.0, upper / 2.0);
+        if e < 1e-12 {
+            break;
+        }
+        // y1 = (B − c)·v / e; then y_{k+1} = 2(B − c)·y_k / e − y_{k−1}.
+        y0.copy_from_slice(&v);
+        apply(&y0, &mut y1);
+        y1.par_iter_mut()
+            .zip(&y0)
+            .for_each(|(a, b)| *a = (*a - c * b) / e);
+        for _ in 1..DEGREE {
+            apply(&y1, &mut v);
+            v.par_iter_mut()
+                .zip(&y1)
+                .zip(&y0)
+                .for_each(|((a, b1), b0)| *a = 2.0 * (*a - c * b1) / e - b0);
+            std::mem::swap(&mut y0, &mut y1); // y0 ← y_k
+            std::mem::swap(&mut y1, &mut v); // y1 ← y_{k+1}
+        }
+        std::mem::swap(&mut v, &mut y1);
         orthonormalize(&mut v, p, &trivial);
-        if it % 10 == 9 {
-            let ritz = rayleigh_ritz(&mut v, p, &apply);
-            let settled = ritz
-                .iter()
-                .zip(&last)
-                .take(dim)
-                .all(|(a, b)| (a - b).abs() < 1e-4);
-            last = ritz;
-            if settled {
-                break;
-            }
+        let next = rayleigh_ritz(&mut v, p, &apply);
+        let settled = next
+            .iter()
+            .zip(&ritz)
+            .take(dim)
+            .all(|(a, b)| (a - b).abs() < 1e-4);
+        ritz = next;
+        if settled {
+            break;
         }
     }
-    rayleigh_ritz(&mut v, p, &apply);
+    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+        eprintln!("spectral: {passes} Chebyshev passes of degree {DEGREE}");
+    }
     let mut out = vec![0.0; n * dim];
     for i in 0..n {
         out[i * dim..(i + 1) * dim].copy_from_slice(&v[i * p..i * p + dim]);
@@ -472,39 +588,63 @@ fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
     ((0..p).map(|i| a[i][i]).collect(), v)
 }
 
-/// x^y for x > 0 via exp2(y · log2 x) with a 1e-5-accurate polynomial pair: the SGD spends most
-/// of its time here, and its gradients are clipped and noisy anyway.
-#[inline]
-fn fast_pow(x: f32, y: f32) -> f32 {
-    fast_exp2(y * fast_log2(x))
+/// A smooth positive function of d² > 0, tabulated for the SGD: 128 linear pieces per octave of
+/// d² over [2^LO, 2^HI), indexed by the float's exponent and top mantissa bits (no log, no pow).
+/// Relative error of the interpolation below 1e-4 for the UMAP gradient coefficients; outside
+/// the range the function is evaluated directly. The layout's two coefficients, one pow and one
+/// division each, were most of its time.
+struct Table {
+    /// (value at the piece's start, increase across the piece)
+    pieces: Vec<(f32, f32)>,
+    f: fn(f64, f64, f64) -> f64,
+    a: f64,
+    b: f64,
 }
 
-#[inline]
-fn fast_log2(x: f32) -> f32 {
-    let bits = x.to_bits();
-    let e = ((bits >> 23) & 0xff) as i32 - 127;
-    let m = f32::from_bits((bits & 0x007f_ffff) | 0x3f80_0000); // [1, 2)
-                                                                // log2(1 + t) on [0, 1): least-squares polynomial, max error 7e-7.
-    let t = m - 1.0;
-    let p = t
-        * (1.442_659_3
-            + t * (-0.720_458_3
-                + t * (0.472_893_4
-                    + t * (-0.324_294_9
-                        + t * (0.192_307_1 + t * (-0.078_356_9 + t * 0.015_251_0))))));
-    e as f32 + p
+impl Table {
+    const LO: i32 = -16;
+    const HI: i32 = 12;
+    const SEG: u32 = 7;
+
+    fn new(f: fn(f64, f64, f64) -> f64, a: f64, b: f64) -> Self {
+        let per = 1usize << Self::SEG;
+        let octaves = (Self::HI - Self::LO) as usize;
+        let at = |p: usize| {
+            let (o, s) = (p / per, p % per);
+            let x = 2f64.powi(Self::LO + o as i32) * (1.0 + s as f64 / per as f64);
+            f(x, a, b)
+        };
+        let pieces = (0..octaves * per)
+            .map(|p| (at(p) as f32, (at(p + 1) - at(p)) as f32))
+            .collect();
+        Table { pieces, f, a, b }
+    }
+
+    #[inline(always)]
+    fn get(&self, d2: f32) -> f32 {
+        let bits = d2.to_bits();
+        let e = (bits >> 23) as i32 - 127;
+        if !(Self::LO..Self::HI).contains(&e) {
+            return (self.f)(d2 as f64, self.a, self.b) as f32;
+        }
+        let low = 23 - Self::SEG;
+        let p = ((e - Self::LO) as usize) << Self::SEG
+            | ((bits >> low) & ((1 << Self::SEG) - 1)) as usize;
+        let t = (bits & ((1 << low) - 1)) as f32 * (1.0 / (1u32 << low) as f32);
+        let (v, dv) = self.pieces[p];
+        v + t * dv
+    }
 }
 
-#[inline]
-fn fast_exp2(x: f32) -> f32 {
-    let x = x.clamp(-126.0, 126.0);
-    let xi = x.floor();
-    let f = x - xi;
-    // 2^f on [0, 1): least-squares polynomial, max error 3e-7.
-    let p = 1.0
-        + f * (0.693_152_7
-            + f * (0.240_153_2 + f * (0.055_828_2 + f * (0.008_989_0 + f * 0.001_876_6))));
-    p * f32::from_bits(((xi as i32 + 127) as u32) << 23)
+/// The attractive coefficient of an edge at squared distance d2 (umap-learn's
+/// −2ab·d2^(b−1) / (1 + a·d2^b)).
+fn attract(d2: f64, a: f64, b: f64) -> f64 {
+    -2.0 * a * b * d2.powf(b - 1.0) / (a * d2.powf(b) + 1.0)
+}
+
+/// The repulsive coefficient of a negative sample (umap-learn's 2b / ((0.001 + d2)(1 + a·d2^b))).
+fn repel(d2: f64, a: f64, b: f64) -> f64 {
+    2.0 * b / ((0.001 + d2) * (a * d2.powf(b) + 1.0))
 }
 
 /// UMAP layout of `n` rows of width `d` (row-major): `n × n_components` values, row-major.
@@ -583,10 +723,87 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
         .iter()
         .map(|&e| e / opts.negative_sample_rate as f64)
         .collect();
+    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+        let pos: f64 = eps.iter().map(|e| n_epochs as f64 / e).sum();
+        eprintln!(
+            "edges {} of {}; positive samples ~{pos:.0}",
+            eps.len(),
+            g.weights.len()
+        );
+    }
+    let (a, b) = find_ab(opts.spread, opts.min_dist);
+    let edges = Edges {
+        head,
+        tail,
+        eps,
+        eps_neg,
+    };
+    let base_seed: u64 = rng.random();
+    let (a, b) = (a as f32, b as f32);
+    // The layout code is compiled once per output dimension, so that a point is a fixed-size
+    // array the compiler keeps in registers.
+    match dim {
+        1 => sgd::<1>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+        2 => sgd::<2>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+        3 => sgd::<3>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+        4 => sgd::<4>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+        5 => sgd::<5>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+        6 => sgd::<6>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+        7 => sgd::<7>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+        _ => sgd::<8>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
+    }
+    emb
+}
+
+/// The edges the SGD samples, sorted by head, with their sampling periods (in epochs).
+struct Edges {
+    head: Vec<usize>,
+    tail: Vec<usize>,
+    eps: Vec<f64>,
+    eps_neg: Vec<f64>,
+}
+
+#[inline(always)]
+fn load<const D: usize>(v: &[f32], i: usize) -> [f32; D] {
+    v[i * D..(i + 1) * D].try_into().unwrap()
+}
+
+#[inline(always)]
+fn store<const D: usize>(v: &mut [f32], i: usize, p: [f32; D]) {
+    v[i * D..(i + 1) * D].copy_from_slice(&p);
+}
+
+#[inline(always)]
+fn dist2<const D: usize>(x: &[f32; D], y: &[f32; D]) -> f32 {
+    let mut s = 0.0;
+    for t in 0..D {
+        s += (x[t] - y[t]) * (x[t] - y[t]);
+    }
+    s
+}
+
+/// The SGD epochs of the layout, in place, for points of `D` coordinates.
+#[allow(clippy::too_many_arguments)]
+fn sgd<const D: usize>(
+    emb: &mut [f32],
+    edges: &Edges,
+    n_epochs: usize,
+    a: f32,
+    b: f32,
+    opts: &UmapOptions,
+    base_seed: u64,
+) {
+    let n = emb.len() / D;
+    let Edges {
+        head,
+        tail,
+        eps,
+        eps_neg,
+    } = edges;
     let mut next = eps.clone();
     let mut next_neg = eps_neg.clone();
-    let (a, b) = find_ab(opts.spread, opts.min_dist);
-    let (a, b) = (a as f32, b as f32);
+    let attract_t = Table::new(attract, a as f64, b as f64);
+    let repel_t = Table::new(repel, a as f64, b as f64);
     // Parallel and still deterministic: the vertices are cut into a fixed number of chunks
     // (whatever the thread count), and each epoch runs in rounds. In a round a chunk processes
     // its share of the edges whose head it owns (edges are sorted by head), reads its own
@@ -600,18 +817,17 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
     let bounds: Vec<usize> = (0..=CHUNKS).map(|c| c * n / CHUNKS).collect();
     let edge_at = |v: usize| head.partition_point(|&h| h < v);
     let edge_bounds: Vec<usize> = bounds.iter().map(|&v| edge_at(v)).collect();
-    let base_seed: u64 = rng.random();
-    let mut snapshot = emb.clone();
+    let mut snapshot = emb.to_vec();
     for (epoch, round) in (0..n_epochs).flat_map(|e| (0..ROUNDS).map(move |r| (e, r))) {
         let alpha = (opts.learning_rate * (1.0 - epoch as f64 / n_epochs as f64)) as f32;
         let ep = epoch as f64;
-        snapshot.copy_from_slice(&emb);
+        snapshot.copy_from_slice(emb);
         let snap = &snapshot;
         // Split positions, schedules and edge ranges by chunk.
         let mut pos_parts: Vec<&mut [f32]> = Vec::with_capacity(CHUNKS);
-        let mut rest = emb.as_mut_slice();
+        let mut rest = &mut *emb;
         for c in 0..CHUNKS {
-            let (a_, b_) = rest.split_at_mut((bounds[c + 1] - bounds[c]) * dim);
+            let (a_, b_) = rest.split_at_mut((bounds[c + 1] - bounds[c]) * D);
             pos_parts.push(a_);
             rest = b_;
         }
@@ -625,51 +841,48 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
             rn = b1;
             rg = b2;
         }
-        let pending: Vec<Vec<(usize, [f32; 8])>> = pos_parts
+        let pending: Vec<Vec<(usize, [f32; D])>> = pos_parts
             .into_par_iter()
             .zip(next_parts)
             .enumerate()
             .map(|(c, (own, (nx, nn)))| {
-                let mut pending: Vec<(usize, [f32; 8])> = Vec::new();
+                let mut pending: Vec<(usize, [f32; D])> = Vec::new();
                 let first = bounds[c];
+                let last = bounds[c + 1];
                 let key = ((epoch * ROUNDS + round) as u64) << 20 | c as u64;
                 let mut state = splitmix(base_seed ^ key);
-                let mut cur = [0f32; 8];
-                let cur = &mut cur[..dim];
                 let len = edge_bounds[c + 1] - edge_bounds[c];
                 for le in len * round / ROUNDS..len * (round + 1) / ROUNDS {
-                    let e = edge_bounds[c] + le;
                     if nx[le] > ep {
                         continue;
                     }
+                    let e = edge_bounds[c] + le;
                     let (j, k) = (head[e], tail[e]);
                     let lj = j - first;
-                    cur.copy_from_slice(&own[lj * dim..(lj + 1) * dim]);
-                    let mut ob = [0f32; 8];
-                    let last = first + own.len() / dim;
-                    if k >= first && k < last {
-                        ob[..dim].copy_from_slice(&own[(k - first) * dim..(k - first + 1) * dim]);
+                    let mut cur: [f32; D] = load(own, lj);
+                    let owned = k >= first && k < last;
+                    let other: [f32; D] = if owned {
+                        load(own, k - first)
                     } else {
-                        ob[..dim].copy_from_slice(&snap[k * dim..(k + 1) * dim]);
-                    }
-                    let other = &ob[..dim];
-                    let d2: f32 = cur.iter().zip(other).map(|(x, y)| (x - y) * (x - y)).sum();
+                        load(snap, k)
+                    };
+                    let d2 = dist2(&cur, &other);
                     if d2 > 0.0 {
-                        // d2^(b−1) once; d2^b = d2^(b−1)·d2.
-                        let pb1 = fast_pow(d2, b - 1.0);
-                        let coef = -2.0 * a * b * pb1 / (a * pb1 * d2 + 1.0);
-                        let mut push = [0f32; 8];
-                        for t in 0..dim {
+                        let coef = attract_t.get(d2);
+                        let mut push = [0f32; D];
+                        for t in 0..D {
                             let g = (coef * (cur[t] - other[t])).clamp(-4.0, 4.0) * alpha;
                             cur[t] += g;
                             push[t] = -g;
                         }
                         // The tail moves too, as in umap-learn: at once when this chunk owns
                         // it, else after the round (in chunk order, so still deterministic).
-                        if k >= first && k < last {
-                            for t in 0..dim {
-                                own[(k - first) * dim + t] += push[t];
+                        if owned {
+                            let mut o: [f32; D] = load(own, k - first);
+                            for t in 0..D {
+                                o[t] += push[t];
                             }
+                            store(own, k - first, o);
                         } else {
                             pending.push((k, push));
                         }
@@ -681,7 +894,7 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
                     // one after the other as in umap-learn: the same gradients to first order,
                     // and independent computations the CPU can overlap (the sequential chain
                     // of pow and division was most of the layout time).
-                    let mut delta = [0f32; 8];
+                    let mut delta = [0f32; D];
                     for _ in 0..n_neg {
                         state = xorshift(state);
                         // Uniform in 0..n by multiply-shift (no division).
@@ -689,35 +902,34 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
                         if k == j {
                             continue;
                         }
-                        let other = if k >= first && k < last {
-                            &own[(k - first) * dim..(k - first + 1) * dim]
+                        let other: [f32; D] = if k >= first && k < last {
+                            load(own, k - first)
                         } else {
-                            &snap[k * dim..(k + 1) * dim]
+                            load(snap, k)
                         };
-                        let d2: f32 = cur.iter().zip(other).map(|(x, y)| (x - y) * (x - y)).sum();
+                        let d2 = dist2(&cur, &other);
                         if d2 > 0.0 {
-                            let coef = 2.0 * b / ((0.001 + d2) * (a * fast_pow(d2, b) + 1.0));
-                            for t in 0..dim {
+                            let coef = repel_t.get(d2);
+                            for t in 0..D {
                                 delta[t] += (coef * (cur[t] - other[t])).clamp(-4.0, 4.0) * alpha;
                             }
                         }
                     }
-                    for t in 0..dim {
+                    for t in 0..D {
                         cur[t] += delta[t];
                     }
-                    own[lj * dim..(lj + 1) * dim].copy_from_slice(cur);
+                    store(own, lj, cur);
                     nn[le] += n_neg as f64 * eps_neg[e];
                 }
                 pending
             })
             .collect();
         for (k, push) in pending.into_iter().flatten() {
-            for t in 0..dim {
-                emb[k * dim + t] += push[t];
+            for t in 0..D {
+                emb[k * D + t] += push[t];
             }
         }
     }
-    emb
 }
 
 /// A well-mixed 64-bit seed from any input (SplitMix64's finaliser).
@@ -837,6 +1049,84 @@ mod tests {
     }
 
     #[test]
+    fn knn_across_tiles_is_exact_and_independent_of_the_thread_count() {
+        // More rows than one tile, so off-diagonal tiles and the merge of worker lists run;
+        // a few exact duplicates make ties.
+        let (mut x, _) = clusters(4, 300, 8, 3);
+        x.extend_from_within(..8 * 20);
+        let (n, d, k) = (1220, 8, 10);
+        let (idx, dist) = knn(&x, n, d, k);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(
+            one.install(|| knn(&x, n, d, k)),
+            (idx.clone(), dist.clone())
+        );
+        for i in (0..n).step_by(7) {
+            assert_eq!(idx[i * k] as usize, i);
+            let mut all: Vec<f32> = (0..n)
+                .filter(|&j| j != i)
+                .map(|j| {
+                    (0..d)
+                        .map(|t| (x[i * d + t] - x[j * d + t]).powi(2))
+                        .sum::<f32>()
+                })
+                .collect();
+            all.sort_by(f32::total_cmp);
+            for t in 0..k - 1 {
+                assert!(
+                    (dist[i * k + 1 + t] - all[t].sqrt()).abs() < 1e-2,
+                    "row {i}"
+                );
+            }
+            let mut seen: Vec<u32> = idx[i * k..(i + 1) * k].to_vec();
+            seen.sort_unstable();
+            seen.dedup();
+            assert_eq!(seen.len(), k, "row {i} repeats a neighbour");
+        }
+        // A duplicate's nearest other point is its twin, at distance 0.
+        assert_eq!(idx[1200 * k + 1], 0);
+        assert!(dist[1200 * k + 1] < 1e-3);
+    }
+
+    #[test]
+    fn spectral_init_finds_the_leading_nontrivial_eigenvectors() {
+        // One connected cloud, so the trivial eigenvalue is simple; compare with a dense
+        // eigendecomposition of D^-1/2 W D^-1/2.
+        let (x, _) = clusters(1, 150, 3, 4);
+        let n = 150;
+        let (idx, dist) = knn(&x, n, 3, 10);
+        let g = fuzzy_graph(&idx, &dist, n, 10);
+        let mut deg = vec![0.0; n];
+        for (&i, &w) in g.rows.iter().zip(&g.weights) {
+            deg[i as usize] += w as f64;
+        }
+        let mut m = vec![vec![0.0; n]; n];
+        for ((&i, &j), &w) in g.rows.iter().zip(&g.cols).zip(&g.weights) {
+            let (i, j) = (i as usize, j as usize);
+            m[i][j] = w as f64 / (deg[i] * deg[j]).sqrt();
+        }
+        let (vals, vecs) = jacobi_eigen(m);
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| vals[b].total_cmp(&vals[a]));
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let got = spectral_init(&g, 2, &mut rng);
+        for c in 0..2 {
+            let want = &vecs;
+            let col = order[c + 1];
+            let dot: f64 = (0..n).map(|i| got[i * 2 + c] * want[i][col]).sum();
+            let norm: f64 = (0..n).map(|i| got[i * 2 + c].powi(2)).sum::<f64>().sqrt();
+            assert!(
+                (dot / norm).abs() > 0.999,
+                "eigenvector {c}: |cos| {}",
+                dot / norm
+            );
+        }
+    }
+
+    #[test]
     fn separated_clusters_stay_separated_and_the_seed_fixes_the_layout() {
         let (x, y) = clusters(3, 60, 8, 2);
         let n = y.len();
@@ -871,11 +1161,18 @@ mod tests {
     }
 
     #[test]
-    fn fast_pow_is_accurate_enough() {
-        for &x in &[1e-4f32, 0.01, 0.5, 1.0, 3.7, 120.0] {
-            for &y in &[-0.105f32, 0.895, 1.79] {
-                let (f, e) = (fast_pow(x, y), x.powf(y));
-                assert!((f - e).abs() <= 2e-5 * e, "{x}^{y}: {f} vs {e}");
+    fn tabulated_coefficients_are_accurate() {
+        let (a, b) = find_ab(1.0, 0.1);
+        for f in [attract, repel] {
+            let t = Table::new(f, a, b);
+            let mut x = 1e-7f32;
+            while x < 1e5 {
+                let (got, want) = (t.get(x) as f64, f(x as f64, a, b));
+                assert!(
+                    (got - want).abs() <= 1e-4 * want.abs(),
+                    "{x}: {got} vs {want}"
+                );
+                x *= 1.0137;
             }
         }
     }
