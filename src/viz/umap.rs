@@ -87,16 +87,40 @@ pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
                     mj,
                     1.0,
                 );
+                let mut d2s = [0f32; TILE];
                 for r in 0..mi {
                     let i = i0 + r;
                     // On a diagonal tile only j > i: each pair once.
                     let c0 = if ti == tj { r + 1 } else { 0 };
                     let row = &g[r * mj..(r + 1) * mj];
-                    for (c, &dot) in row.iter().enumerate().skip(c0) {
-                        let j = j0 + c;
-                        let d2 = (norms[i] + norms[j] - 2.0 * dot).max(0.0);
-                        top.offer(i, d2, j as u32);
-                        top.offer(j, d2, i as u32);
+                    let ni = norms[i];
+                    for ((o, &dot), &nj) in d2s[c0..mj]
+                        .iter_mut()
+                        .zip(&row[c0..])
+                        .zip(&norms[j0 + c0..j0 + mj])
+                    {
+                        *o = (ni + nj - 2.0 * dot).max(0.0);
+                    }
+                    // Most candidates beat neither list's current k-th: test 8 at a time
+                    // (vectorised), and look closer only where one does.
+                    let mut wi = top.worst[i];
+                    let mut c = c0;
+                    while c < mj {
+                        let end = (c + 8).min(mj);
+                        let wj = &top.worst[j0 + c..j0 + end];
+                        let hit = d2s[c..end]
+                            .iter()
+                            .zip(wj)
+                            .fold(false, |h, (&v, &w)| h | (v <= wi) | (v <= w));
+                        if hit {
+                            for (cc, &v) in d2s.iter().enumerate().take(end).skip(c) {
+                                let j = j0 + cc;
+                                top.offer(i, v, j as u32);
+                                top.offer(j, v, i as u32);
+                            }
+                            wi = top.worst[i];
+                        }
+                        c = end;
                     }
                 }
                 (top, g)
