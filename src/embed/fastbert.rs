@@ -154,34 +154,59 @@ impl FastBert {
 
     /// Final hidden states (row-major `[t, hidden]`) of one unpadded sequence.
     pub fn forward(&self, ids: &[u32], type_ids: &[u32]) -> Result<Vec<f32>> {
-        let (t, h) = (ids.len(), self.hidden);
-        if t == 0 || t > self.max_pos {
-            bail!("sequence length {t} outside 1..={}", self.max_pos);
+        self.forward_many(&[(ids, type_ids)])
+    }
+
+    /// Final hidden states of several unpadded sequences, their rows one after the other
+    /// (`[Σt, hidden]`). The dense layers run once over all rows — one GEMM per weight for the
+    /// whole group, so each weight matrix is packed once per group rather than once per text
+    /// (re-packing was ~11% of the time with one text per call) — and attention runs per
+    /// sequence, so no token ever sees another text or any padding.
+    pub fn forward_many(&self, seqs: &[(&[u32], &[u32])]) -> Result<Vec<f32>> {
+        let h = self.hidden;
+        let mut starts = Vec::with_capacity(seqs.len() + 1);
+        starts.push(0usize);
+        for (ids, _) in seqs {
+            let t = ids.len();
+            if t == 0 || t > self.max_pos {
+                bail!("sequence length {t} outside 1..={}", self.max_pos);
+            }
+            starts.push(starts.last().unwrap() + t);
+        }
+        let total = *starts.last().unwrap();
+        if total == 0 {
+            bail!("no sequence to encode");
         }
         let vocab = self.word.len() / h;
         let n_types = self.types.len() / h;
-        let mut x = vec![0.0f32; t * h];
-        for (i, (&id, &ty)) in ids.iter().zip(type_ids).enumerate() {
-            let (id, ty) = (id as usize, ty as usize);
-            if id >= vocab || ty >= n_types {
-                bail!("token id {id} / type {ty} outside the model's vocabulary");
-            }
-            let row = &mut x[i * h..(i + 1) * h];
-            let (w, p, y) = (
-                &self.word[id * h..(id + 1) * h],
-                &self.pos[i * h..(i + 1) * h],
-                &self.types[ty * h..(ty + 1) * h],
-            );
-            for j in 0..h {
-                row[j] = w[j] + p[j] + y[j];
+        let mut x = vec![0.0f32; total * h];
+        for (s, (ids, type_ids)) in seqs.iter().enumerate() {
+            for (i, (&id, &ty)) in ids.iter().zip(type_ids.iter()).enumerate() {
+                let (id, ty) = (id as usize, ty as usize);
+                if id >= vocab || ty >= n_types {
+                    bail!("token id {id} / type {ty} outside the model's vocabulary");
+                }
+                let r = starts[s] + i;
+                let row = &mut x[r * h..(r + 1) * h];
+                let (w, p, y) = (
+                    &self.word[id * h..(id + 1) * h],
+                    &self.pos[i * h..(i + 1) * h],
+                    &self.types[ty * h..(ty + 1) * h],
+                );
+                for j in 0..h {
+                    row[j] = w[j] + p[j] + y[j];
+                }
             }
         }
         kernels::layer_norm_rows(&mut x, h, &self.emb_ln.0, &self.emb_ln.1, self.eps);
         let hd = h / self.heads;
         let scale = 1.0 / (hd as f32).sqrt();
-        let (mut qkv, mut scores) = (vec![0.0f32; t * 3 * h], vec![0.0f32; t * t]);
-        let (mut ctx, mut tmp) = (vec![0.0f32; t * h], vec![0.0f32; t * h]);
-        let mut inter = vec![0.0f32; t * self.inter];
+        let longest = starts.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+        let mut qkv = vec![0.0f32; total * 3 * h];
+        let mut scores = vec![0.0f32; longest * longest];
+        let (mut ctx, mut tmp) = (vec![0.0f32; total * h], vec![0.0f32; total * h]);
+        let mut inter = vec![0.0f32; total * self.inter];
+        let t = total;
         for l in &self.layers {
             matmul(
                 t,
@@ -198,38 +223,43 @@ impl FastBert {
                 1.0,
             );
             kernels::add_bias_rows(&mut qkv, &l.bqkv);
-            for head in 0..self.heads {
-                let (q, k, v) = (head * hd, h + head * hd, 2 * h + head * hd);
-                // scores = q · kᵀ / √d: the right operand reads K's rows as columns.
-                matmul(
-                    t,
-                    t,
-                    hd,
-                    &qkv[q..],
-                    3 * h,
-                    1,
-                    &qkv[k..],
-                    1,
-                    3 * h,
-                    &mut scores,
-                    t,
-                    scale,
-                );
-                kernels::softmax_rows(&mut scores, t);
-                matmul(
-                    t,
-                    hd,
-                    t,
-                    &scores,
-                    t,
-                    1,
-                    &qkv[v..],
-                    3 * h,
-                    1,
-                    &mut ctx[head * hd..],
-                    h,
-                    1.0,
-                );
+            for w in starts.windows(2) {
+                let (r0, ts) = (w[0], w[1] - w[0]);
+                let qkv_s = &qkv[r0 * 3 * h..];
+                let scores = &mut scores[..ts * ts];
+                for head in 0..self.heads {
+                    let (q, k, v) = (head * hd, h + head * hd, 2 * h + head * hd);
+                    // scores = q · kᵀ / √d: the right operand reads K's rows as columns.
+                    matmul(
+                        ts,
+                        ts,
+                        hd,
+                        &qkv_s[q..],
+                        3 * h,
+                        1,
+                        &qkv_s[k..],
+                        1,
+                        3 * h,
+                        scores,
+                        ts,
+                        scale,
+                    );
+                    kernels::softmax_rows(scores, ts);
+                    matmul(
+                        ts,
+                        hd,
+                        ts,
+                        scores,
+                        ts,
+                        1,
+                        &qkv_s[v..],
+                        3 * h,
+                        1,
+                        &mut ctx[r0 * h + head * hd..],
+                        h,
+                        1.0,
+                    );
+                }
             }
             matmul(t, h, h, &ctx, h, 1, &l.wo, h, 1, &mut tmp, h, 1.0);
             kernels::add_bias_rows(&mut tmp, &l.bo);
