@@ -1171,6 +1171,11 @@ mod tests {
         let tw = trustworthiness(&x, 8, &emb, 2, 10);
         assert!(tw > 0.9, "trustworthiness {tw}");
         assert_eq!(umap(&x, n, 8, &opts).unwrap(), emb);
+        let one = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        assert_eq!(one.install(|| umap(&x, n, 8, &opts)).unwrap(), emb);
         let other = UmapOptions { seed: 8, ..opts };
         assert_ne!(umap(&x, n, 8, &other).unwrap(), emb);
     }
