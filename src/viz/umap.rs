@@ -64,12 +64,18 @@ pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
     let pairs: Vec<(usize, usize)> = (0..tiles)
         .flat_map(|a| (a..tiles).map(move |b| (a, b)))
         .collect();
+    // One worker list set per thread (each is n·k entries, so not one per rayon split), over
+    // equal shares of the tile pairs.
+    let per = pairs
+        .len()
+        .div_ceil(rayon::current_num_threads().max(1))
+        .max(1);
     let merged = pairs
-        .par_iter()
-        .with_min_len(4)
-        .fold(
-            || (TopK::new(n, kk), Vec::new()),
-            |(mut top, mut g), &(ti, tj)| {
+        .par_chunks(per)
+        .map(|share| {
+            let mut top = TopK::new(n, kk);
+            let mut g = Vec::new();
+            for &(ti, tj) in share {
                 let (i0, j0) = (ti * TILE, tj * TILE);
                 let (mi, mj) = ((n - i0).min(TILE), (n - j0).min(TILE));
                 g.resize(TILE * TILE, 0.0);
@@ -123,10 +129,9 @@ pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
                         c = end;
                     }
                 }
-                (top, g)
-            },
-        )
-        .map(|(top, _)| top)
+            }
+            top
+        })
         .reduce(|| TopK::new(n, kk), TopK::merge);
     let mut idx = vec![0u32; n * k];
     let mut dist = vec![0f32; n * k];
