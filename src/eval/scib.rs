@@ -85,6 +85,15 @@ fn codes(labels: &[usize]) -> (Vec<usize>, usize) {
     (labels.iter().map(|l| code[l]).collect(), uniq.len())
 }
 
+/// The rows of each label, labels in sorted order (the groups every per-label metric loops over).
+fn rows_by_label(labels: &[usize]) -> Vec<Vec<usize>> {
+    let mut by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        by.entry(l).or_default().push(i);
+    }
+    by.into_values().collect()
+}
+
 /// Silhouette of every row (scikit-learn's `silhouette_samples`; 0 for a cluster of one),
 /// from all pairwise distances computed in row blocks.
 pub fn silhouette_samples(
@@ -209,13 +218,9 @@ pub fn batch_silhouette(
     metric: Metric,
     between: Between,
 ) -> f64 {
-    let mut uniq: Vec<usize> = labels.to_vec();
-    uniq.sort_unstable();
-    uniq.dedup();
-    let per_label: Vec<f64> = uniq
+    let per_label: Vec<f64> = rows_by_label(labels)
         .iter()
-        .filter_map(|&l| {
-            let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == l).collect();
+        .filter_map(|rows| {
             let b: Vec<usize> = rows.iter().map(|&i| batches[i]).collect();
             let nb = codes(&b).1;
             if nb == 1 || nb == rows.len() {
@@ -339,13 +344,9 @@ pub fn clisi(nb: &Neighbors, labels: &[usize]) -> f64 {
 /// Largest strongly connected component of each label's cells in the directed kNN graph, as a
 /// share of the label's cells, averaged over labels.
 pub fn graph_connectivity(nb: &Neighbors, labels: &[usize]) -> f64 {
-    let mut uniq: Vec<usize> = labels.to_vec();
-    uniq.sort_unstable();
-    uniq.dedup();
-    let shares: Vec<f64> = uniq
+    let shares: Vec<f64> = rows_by_label(labels)
         .iter()
-        .map(|&l| {
-            let rows: Vec<usize> = (0..nb.n).filter(|&i| labels[i] == l).collect();
+        .map(|rows| {
             let mut local = vec![u32::MAX; nb.n];
             rows.iter()
                 .enumerate()
@@ -538,13 +539,9 @@ pub fn kbet_per_label(nb: &Neighbors, batches: &[usize], labels: &[usize]) -> f6
     let graph = Csr::from_graph(&crate::viz::umap::fuzzy_graph(
         &nb.idx, &nb.dist, nb.n, nb.k,
     ));
-    let mut uniq: Vec<usize> = labels.to_vec();
-    uniq.sort_unstable();
-    uniq.dedup();
-    let scores: Vec<f64> = uniq
+    let scores: Vec<f64> = rows_by_label(labels)
         .par_iter()
-        .map(|&l| {
-            let rows: Vec<usize> = (0..nb.n).filter(|&i| labels[i] == l).collect();
+        .map(|rows| {
             let b: Vec<usize> = rows.iter().map(|&i| batches[i]).collect();
             let nbatch = codes(&b).1;
             if rows.len() < 10 || nbatch == 1 {
@@ -552,7 +549,7 @@ pub fn kbet_per_label(nb: &Neighbors, batches: &[usize], labels: &[usize]) -> f6
             }
             let quarter = (rows.len() as f64 / nbatch as f64 / 4.0).floor() as usize;
             let k0 = quarter.clamp(10, 70);
-            let sub = graph.submatrix(&rows);
+            let sub = graph.submatrix(rows);
             let comp = sub.components();
             let ncomp = comp.iter().max().map_or(0, |m| m + 1);
             let keep: Vec<usize> = if ncomp == 1 {

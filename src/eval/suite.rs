@@ -353,6 +353,19 @@ fn result_for(task: &TaskSpec, set: &EmbeddingSet) -> TaskResult {
     }
 }
 
+/// The coverage line of a cell-level result: cells scored of the cells in the data, and the
+/// matrix genes that have an embedding.
+fn cell_task_coverage(cells_total: usize, cells_scored: usize, genes: &CellCoverage) -> Coverage {
+    Coverage {
+        positive_total: cells_total,
+        positive_matched: cells_scored,
+        genes_total: genes.genes_total,
+        genes_matched: genes.genes_matched,
+        missing_genes: genes.missing_examples.clone(),
+        ..Coverage::default()
+    }
+}
+
 /// A cell task on every set: GenePT-w cell vectors, then [`cells::evaluate`].
 fn cell_task(
     task: &TaskSpec,
@@ -399,14 +412,7 @@ fn cell_task(
             ),
             n_folds: folds,
             n_positive: n,
-            coverage: Coverage {
-                positive_total: n + data.labels_without_cell,
-                positive_matched: n - cov.cells_empty,
-                genes_total: cov.genes_total,
-                genes_matched: cov.genes_matched,
-                missing_genes: cov.missing_examples.clone(),
-                ..Coverage::default()
-            },
+            coverage: cell_task_coverage(n + data.labels_without_cell, n - cov.cells_empty, &cov),
             scores: Some(scores.probe),
             extra: scores.extra,
             cell_coverage: Some(cov),
@@ -477,17 +483,12 @@ fn integration_task(
             ),
             n_folds: 0,
             n_positive: n,
-            coverage: Coverage {
-                // Cells of the data (gated or not), and those scored.
-                positive_total: data.labels.len()
-                    + g.unassigned_no_type
-                    + g.unassigned_several_types,
-                positive_matched: n,
-                genes_total: ev.rna_coverage.genes_total,
-                genes_matched: ev.rna_coverage.genes_matched,
-                missing_genes: ev.rna_coverage.missing_examples.clone(),
-                ..Coverage::default()
-            },
+            // Cells of the data (gated or not), and those scored.
+            coverage: cell_task_coverage(
+                data.labels.len() + g.unassigned_no_type + g.unassigned_several_types,
+                n,
+                &ev.rna_coverage,
+            ),
             extra,
             cell_coverage: Some(ev.rna_coverage),
             ..result_for(task, set)
