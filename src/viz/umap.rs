@@ -499,7 +499,7 @@ fn spectral_init(g: &Graph, dim: usize, rng: &mut ChaCha8Rng) -> Vec<f64> {
             break;
         }
     }
-    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+    if timing() {
         eprintln!("spectral: {passes} Chebyshev passes of degree {DEGREE}");
     }
     let mut out = vec![0.0; n * dim];
@@ -697,7 +697,7 @@ pub fn umap(x: &[f32], n: usize, d: usize, opts: &UmapOptions) -> Result<Vec<f32
     let g = fuzzy_graph(&idx, &dist, n, k);
     let t2 = t.elapsed().as_secs_f64();
     let out = layout(&g, opts);
-    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+    if timing() {
         eprintln!(
             "knn {t1:.2}s graph {:.2}s layout {:.2}s",
             t2 - t1,
@@ -720,7 +720,7 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
     // Initialisation: spectral, scaled to a max of 10, a little noise, then each axis to [0, 10].
     let t0 = std::time::Instant::now();
     let init = spectral_init(g, dim, &mut rng);
-    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+    if timing() {
         eprintln!("spectral {:.2}s", t0.elapsed().as_secs_f64());
     }
     let max_abs = init.iter().fold(0.0f64, |m, v| m.max(v.abs())).max(1e-300);
@@ -752,7 +752,7 @@ pub fn layout(g: &Graph, opts: &UmapOptions) -> Vec<f32> {
         .iter()
         .map(|&e| e / opts.negative_sample_rate as f64)
         .collect();
-    if std::env::var_os("BFTKIT_UMAP_TIMING").is_some() {
+    if timing() {
         let pos: f64 = eps.iter().map(|e| n_epochs as f64 / e).sum();
         eprintln!(
             "edges {} of {}; positive samples ~{pos:.0}",
@@ -907,7 +907,8 @@ fn sgd<const D: usize>(
                         // The tail moves too, as in umap-learn: at once when this chunk owns
                         // it, else after the round (in chunk order, so still deterministic).
                         if owned {
-                            let mut o: [f32; D] = load(own, k - first);
+                            // `other` still holds the tail's position: `own` is unchanged.
+                            let mut o = other;
                             for t in 0..D {
                                 o[t] += push[t];
                             }
@@ -959,6 +960,11 @@ fn sgd<const D: usize>(
             }
         }
     }
+}
+
+/// Whether to print phase times to stderr (`BFTKIT_UMAP_TIMING` set).
+fn timing() -> bool {
+    std::env::var_os("BFTKIT_UMAP_TIMING").is_some()
 }
 
 /// A well-mixed 64-bit seed from any input (SplitMix64's finaliser).
