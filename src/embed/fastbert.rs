@@ -333,8 +333,12 @@ mod kernels {
     #[inline(always)]
     pub fn exp(x: f32) -> f32 {
         let x = x.clamp(-87.0, 88.0);
-        // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick.
-        let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+        // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick: the sum's low
+        // mantissa bits then hold that integer, read back with integer arithmetic (an `as i32`
+        // cast saturates, which LLVM does lane by lane — it made this loop scalar).
+        let big = x * std::f32::consts::LOG2_E + 12_582_912.0;
+        let k = (big.to_bits() as i32).wrapping_sub(0x4B40_0000);
+        let n = big - 12_582_912.0;
         let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
         let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
             * r
@@ -342,7 +346,7 @@ mod kernels {
             * r
             + 5.0e-1;
         let e = p * r * r + r + 1.0;
-        e * f32::from_bits(((n as i32 + 127) << 23) as u32)
+        e * f32::from_bits((k.wrapping_add(127) << 23) as u32)
     }
 
     /// erf(x), absolute error ≤ 1.5e-7 (Abramowitz & Stegun 7.1.26).
