@@ -155,12 +155,12 @@ impl BertEncoder {
     }
 
     /// Encodes `texts` into a row-major `texts.len() x hidden_size` matrix. `on_batch` is told how
-    /// many texts each finished batch held (for progress bars).
+    /// many texts each finished batch (or group, on the fast path) held, for progress bars.
     pub fn encode(
         &self,
         texts: &[&str],
         opts: &EncodeOptions,
-        mut on_batch: impl FnMut(usize),
+        mut on_batch: impl FnMut(usize) + Send,
     ) -> Result<Vec<f32>> {
         if opts.batch_size == 0 {
             bail!("batch size must be at least 1");
@@ -173,60 +173,63 @@ impl BertEncoder {
         order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].0.len()));
         let h = self.hidden_size;
         let mut out = vec![0.0f32; texts.len() * h];
-        // The fast path runs groups of texts one per core, unpadded (about GROUP_TOKENS
-        // tokens each, so the dense layers get tall GEMMs); batches only pace the progress bar.
-        let batch_size = match self.engine {
-            Engine::Fast(_) => 64,
-            Engine::Candle { .. } => opts.batch_size,
-        };
-        const GROUP_TOKENS: usize = 1024;
-        for batch in order.chunks(batch_size) {
-            let vectors = match &self.engine {
-                Engine::Candle { model, device } => {
-                    self.encode_batch(model, device, batch.iter().map(|&i| &tokens[i]), opts)?
-                }
-                Engine::Fast(fast) => {
-                    let mut groups: Vec<&[usize]> = Vec::new();
-                    let (mut from, mut size) = (0, 0);
+        match &self.engine {
+            Engine::Candle { model, device } => {
+                for batch in order.chunks(opts.batch_size) {
+                    let vectors =
+                        self.encode_batch(model, device, batch.iter().map(|&i| &tokens[i]), opts)?;
                     for (k, &i) in batch.iter().enumerate() {
-                        size += tokens[i].0.len();
-                        if size >= GROUP_TOKENS {
-                            groups.push(&batch[from..=k]);
-                            (from, size) = (k + 1, 0);
-                        }
+                        out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
                     }
-                    if from < batch.len() {
-                        groups.push(&batch[from..]);
-                    }
-                    let rows: Vec<Vec<f32>> = groups
-                        .par_iter()
-                        .map(|group| {
-                            let seqs: Vec<(&[u32], &[u32])> = group
-                                .iter()
-                                .map(|&i| (tokens[i].0.as_slice(), tokens[i].1.as_slice()))
-                                .collect();
-                            let hidden = fast.forward_many(&seqs)?;
-                            let mut pooled = Vec::with_capacity(group.len() * h);
-                            let mut r0 = 0;
-                            for (ids, _) in &seqs {
-                                let t = ids.len();
-                                pooled.extend(pool_unpadded(
-                                    &hidden[r0 * h..(r0 + t) * h],
-                                    h,
-                                    opts,
-                                ));
-                                r0 += t;
-                            }
-                            Ok(pooled)
-                        })
-                        .collect::<Result<_>>()?;
-                    rows.concat()
+                    on_batch(batch.len());
                 }
-            };
-            for (k, &i) in batch.iter().enumerate() {
-                out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
             }
-            on_batch(batch.len());
+            Engine::Fast(fast) => {
+                // Groups of consecutive (length-sorted) texts of about GROUP_TOKENS tokens, so
+                // the dense layers get tall GEMMs; each group runs unpadded on one core. All
+                // groups go to the thread pool at once: a barrier per batch of groups left a
+                // core idle at the end of every batch (7 groups on 2 cores take 4 rounds).
+                const GROUP_TOKENS: usize = 1024;
+                let mut groups: Vec<&[usize]> = Vec::new();
+                let (mut from, mut size) = (0, 0);
+                for (k, &i) in order.iter().enumerate() {
+                    size += tokens[i].0.len();
+                    if size >= GROUP_TOKENS {
+                        groups.push(&order[from..=k]);
+                        (from, size) = (k + 1, 0);
+                    }
+                }
+                if from < order.len() {
+                    groups.push(&order[from..]);
+                }
+                let progress = std::sync::Mutex::new(&mut on_batch);
+                let rows: Vec<Vec<f32>> = groups
+                    .par_iter()
+                    .map(|group| {
+                        let seqs: Vec<(&[u32], &[u32])> = group
+                            .iter()
+                            .map(|&i| (tokens[i].0.as_slice(), tokens[i].1.as_slice()))
+                            .collect();
+                        let hidden = fast.forward_many(&seqs)?;
+                        let mut pooled = Vec::with_capacity(group.len() * h);
+                        let mut r0 = 0;
+                        for (ids, _) in &seqs {
+                            let t = ids.len();
+                            pooled.extend(pool_unpadded(&hidden[r0 * h..(r0 + t) * h], h, opts));
+                            r0 += t;
+                        }
+                        // A poisoned lock only means another group's callback panicked.
+                        let mut report = progress.lock().unwrap_or_else(|e| e.into_inner());
+                        (*report)(group.len());
+                        Ok(pooled)
+                    })
+                    .collect::<Result<_>>()?;
+                for (group, vectors) in groups.iter().zip(&rows) {
+                    for (k, &i) in group.iter().enumerate() {
+                        out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
+                    }
+                }
+            }
         }
         Ok(out)
     }

@@ -98,7 +98,7 @@ impl TextEncoder {
         &self,
         texts: &[&str],
         opts: &EncodeOptions,
-        on_batch: impl FnMut(usize),
+        on_batch: impl FnMut(usize) + Send,
     ) -> Result<Vec<f32>> {
         match self {
             Self::Bert(e) => e.encode(texts, opts, on_batch),
@@ -140,7 +140,7 @@ pub fn embed_genes(
     texts: &GeneTexts,
     opts: &EncodeOptions,
     strict: bool,
-    mut on_batch: impl FnMut(usize),
+    mut on_batch: impl FnMut(usize) + Send,
 ) -> Result<(GeneEmbeddings, EmbedReport)> {
     let requested: Vec<String> = genes.map_or_else(|| texts.genes().to_vec(), <[String]>::to_vec);
     let (mut ids, mut inputs, mut missing) = (Vec::new(), Vec::new(), Vec::new());
