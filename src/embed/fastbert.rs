@@ -262,21 +262,16 @@ impl FastBert {
                 }
             }
             matmul(t, h, h, &ctx, h, 1, &l.wo, h, 1, &mut tmp, h, 1.0);
-            kernels::add_bias_rows(&mut tmp, &l.bo);
-            kernels::add_assign(&mut tmp, &x);
-            kernels::layer_norm_rows(&mut tmp, h, &l.ln1.0, &l.ln1.1, self.eps);
+            kernels::residual_layer_norm_rows(&mut tmp, &l.bo, &x, &l.ln1.0, &l.ln1.1, self.eps);
             std::mem::swap(&mut x, &mut tmp);
             matmul(
                 t, self.inter, h, &x, h, 1, &l.w1, self.inter, 1, &mut inter, self.inter, 1.0,
             );
-            kernels::add_bias_rows(&mut inter, &l.b1);
-            kernels::gelu(&mut inter);
+            kernels::bias_gelu_rows(&mut inter, &l.b1);
             matmul(
                 t, h, self.inter, &inter, self.inter, 1, &l.w2, h, 1, &mut tmp, h, 1.0,
             );
-            kernels::add_bias_rows(&mut tmp, &l.b2);
-            kernels::add_assign(&mut tmp, &x);
-            kernels::layer_norm_rows(&mut tmp, h, &l.ln2.0, &l.ln2.1, self.eps);
+            kernels::residual_layer_norm_rows(&mut tmp, &l.b2, &x, &l.ln2.0, &l.ln2.1, self.eps);
             std::mem::swap(&mut x, &mut tmp);
         }
         Ok(x)
@@ -285,6 +280,26 @@ impl FastBert {
 
 /// Element-wise kernels, compiled twice: generic x86-64 and AVX2+FMA, chosen at run time.
 mod kernels {
+    /// `a·b + c`: one fused instruction in the AVX2+FMA build, a multiply and an add in the
+    /// generic one (where `f32::mul_add` would be a software `fmaf` call per element).
+    pub trait MulAdd {
+        fn mul_add(a: f32, b: f32, c: f32) -> f32;
+    }
+    pub struct Fused;
+    pub struct Plain;
+    impl MulAdd for Fused {
+        #[inline(always)]
+        fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+            a.mul_add(b, c)
+        }
+    }
+    impl MulAdd for Plain {
+        #[inline(always)]
+        fn mul_add(a: f32, b: f32, c: f32) -> f32 {
+            a * b + c
+        }
+    }
+
     macro_rules! dispatch {
         ($(#[$doc:meta])* $name:ident => $body:ident ($($arg:ident : $ty:ty),*)) => {
             $(#[$doc])*
@@ -293,7 +308,7 @@ mod kernels {
                 {
                     #[target_feature(enable = "avx2,fma")]
                     unsafe fn fast($($arg: $ty),*) {
-                        $body($($arg),*)
+                        $body::<Fused>($($arg),*)
                     }
                     if std::arch::is_x86_feature_detected!("avx2")
                         && std::arch::is_x86_feature_detected!("fma")
@@ -302,14 +317,15 @@ mod kernels {
                         return unsafe { fast($($arg),*) };
                     }
                 }
-                $body($($arg),*)
+                $body::<Plain>($($arg),*)
             }
         };
     }
 
     dispatch!(
-        /// x ← GELU(x) = x/2 · (1 + erf(x/√2)), exact-erf GELU as BERT defines it.
-        gelu => gelu_body(x: &mut [f32])
+        /// x ← GELU(x + bias) per row, GELU(y) = y/2 · (1 + erf(y/√2)) (exact-erf GELU as BERT
+        /// defines it); bias and activation in one pass over the FFN's widest matrix.
+        bias_gelu_rows => bias_gelu_body(x: &mut [f32], bias: &[f32])
     );
     dispatch!(
         /// Softmax of each row of width `n`.
@@ -320,50 +336,63 @@ mod kernels {
         layer_norm_rows => layer_norm_body(x: &mut [f32], n: usize, g: &[f32], b: &[f32], eps: f32)
     );
     dispatch!(
+        /// Row i ← LayerNorm(row i + bias + resid row i): a sublayer's output bias, residual
+        /// and norm in one pass (each row is still in L1 for the norm).
+        residual_layer_norm_rows => residual_layer_norm_body(
+            x: &mut [f32], bias: &[f32], resid: &[f32], g: &[f32], b: &[f32], eps: f32
+        )
+    );
+    dispatch!(
         /// Adds `bias` to every row.
         add_bias_rows => add_bias_body(x: &mut [f32], bias: &[f32])
     );
-    dispatch!(
-        /// x ← x + y.
-        add_assign => add_assign_body(x: &mut [f32], y: &[f32])
-    );
 
-    /// e^x for x in [-87, 88] (clamped outside), relative error ~2e-7 (Cephes expf polynomial); branch-free, so loops
-    /// over it vectorise.
+    /// e^x for x in [-87, 88] (clamped outside), relative error ~2e-7 (Cephes expf
+    /// polynomial); branch-free, so loops over it vectorise.
     #[inline(always)]
-    pub fn exp(x: f32) -> f32 {
+    pub fn exp<M: MulAdd>(x: f32) -> f32 {
         let x = x.clamp(-87.0, 88.0);
         // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick: the sum's low
         // mantissa bits then hold that integer, read back with integer arithmetic (an `as i32`
         // cast saturates, which LLVM does lane by lane — it made this loop scalar).
-        let big = x * std::f32::consts::LOG2_E + 12_582_912.0;
+        let big = M::mul_add(x, std::f32::consts::LOG2_E, 12_582_912.0);
         let k = (big.to_bits() as i32).wrapping_sub(0x4B40_0000);
         let n = big - 12_582_912.0;
-        let r = x - n * 0.693_359_4 - n * -2.121_944_4e-4;
-        let p = ((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2)
-            * r
-            + 1.666_666_5e-1)
-            * r
-            + 5.0e-1;
-        let e = p * r * r + r + 1.0;
+        let r = M::mul_add(n, 2.121_944_4e-4, M::mul_add(n, -0.693_359_4, x));
+        let mut p = 1.987_569_1e-4;
+        for c in [
+            1.398_199_9e-3,
+            8.333_452e-3,
+            4.166_579_6e-2,
+            1.666_666_5e-1,
+            5.0e-1,
+        ] {
+            p = M::mul_add(p, r, c);
+        }
+        let e = M::mul_add(p, r * r, r) + 1.0;
         e * f32::from_bits((k.wrapping_add(127) << 23) as u32)
     }
 
     /// erf(x), absolute error ≤ 1.5e-7 (Abramowitz & Stegun 7.1.26).
     #[inline(always)]
-    pub fn erf(x: f32) -> f32 {
+    pub fn erf<M: MulAdd>(x: f32) -> f32 {
         let a = x.abs();
-        let t = 1.0 / (1.0 + 0.327_591_1 * a);
-        let poly = ((((1.061_405_4 * t - 1.453_152_1) * t + 1.421_413_8) * t - 0.284_496_74) * t
-            + 0.254_829_6)
-            * t;
-        (1.0 - poly * exp(-a * a)).copysign(x)
+        let t = 1.0 / M::mul_add(0.327_591_1, a, 1.0);
+        let mut poly = 1.061_405_4;
+        for c in [-1.453_152_1, 1.421_413_8, -0.284_496_74, 0.254_829_6] {
+            poly = M::mul_add(poly, t, c);
+        }
+        M::mul_add(-poly * t, exp::<M>(-a * a), 1.0).copysign(x)
     }
 
     #[inline(always)]
-    fn gelu_body(x: &mut [f32]) {
-        for v in x.iter_mut() {
-            *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+    fn bias_gelu_body<M: MulAdd>(x: &mut [f32], bias: &[f32]) {
+        for row in x.chunks_exact_mut(bias.len()) {
+            for (v, b) in row.iter_mut().zip(bias) {
+                let y = *v + b;
+                let half = 0.5 * y;
+                *v = M::mul_add(half, erf::<M>(y * std::f32::consts::FRAC_1_SQRT_2), half);
+            }
         }
     }
 
@@ -398,44 +427,80 @@ mod kernels {
     }
 
     #[inline(always)]
-    fn softmax_body(x: &mut [f32], n: usize) {
+    fn softmax_body<M: MulAdd>(x: &mut [f32], n: usize) {
         for row in x.chunks_exact_mut(n) {
             let m = max(row);
-            for v in row.iter_mut() {
-                *v = exp(*v - m);
+            // Exponentiate and sum in one pass (eight lanes, as in `sum`).
+            let mut acc = [0.0f32; 8];
+            let mut chunks = row.chunks_exact_mut(8);
+            for c in &mut chunks {
+                for k in 0..8 {
+                    c[k] = exp::<M>(c[k] - m);
+                    acc[k] += c[k];
+                }
             }
-            let inv = 1.0 / sum(row);
+            let mut total = 0.0;
+            for v in chunks.into_remainder() {
+                *v = exp::<M>(*v - m);
+                total += *v;
+            }
+            let inv = 1.0 / (acc.iter().sum::<f32>() + total);
             for v in row.iter_mut() {
                 *v *= inv;
             }
         }
     }
 
+    /// LayerNorm of one row in place.
     #[inline(always)]
-    fn layer_norm_body(x: &mut [f32], n: usize, g: &[f32], b: &[f32], eps: f32) {
-        for row in x.chunks_exact_mut(n) {
-            let mean = sum(row) / n as f32;
-            for v in row.iter_mut() {
-                *v -= mean;
+    fn normalize_row<M: MulAdd>(row: &mut [f32], g: &[f32], b: &[f32], eps: f32) {
+        let n = row.len();
+        let mean = sum(row) / n as f32;
+        for v in row.iter_mut() {
+            *v -= mean;
+        }
+        let mut sq = [0.0f32; 8];
+        let chunks = row.chunks_exact(8);
+        let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+        for c in chunks {
+            for k in 0..8 {
+                sq[k] = M::mul_add(c[k], c[k], sq[k]);
             }
-            let mut sq = [0.0f32; 8];
-            let chunks = row.chunks_exact(8);
-            let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
-            for c in chunks {
-                for k in 0..8 {
-                    sq[k] += c[k] * c[k];
-                }
-            }
-            let var = (sq.iter().sum::<f32>() + tail) / n as f32;
-            let inv = 1.0 / (var + eps).sqrt();
-            for ((v, gi), bi) in row.iter_mut().zip(g).zip(b) {
-                *v = *v * inv * gi + bi;
-            }
+        }
+        let var = (sq.iter().sum::<f32>() + tail) / n as f32;
+        let inv = 1.0 / (var + eps).sqrt();
+        for ((v, gi), bi) in row.iter_mut().zip(g).zip(b) {
+            *v = M::mul_add(*v * inv, *gi, *bi);
         }
     }
 
     #[inline(always)]
-    fn add_bias_body(x: &mut [f32], bias: &[f32]) {
+    fn layer_norm_body<M: MulAdd>(x: &mut [f32], n: usize, g: &[f32], b: &[f32], eps: f32) {
+        for row in x.chunks_exact_mut(n) {
+            normalize_row::<M>(row, g, b, eps);
+        }
+    }
+
+    #[inline(always)]
+    fn residual_layer_norm_body<M: MulAdd>(
+        x: &mut [f32],
+        bias: &[f32],
+        resid: &[f32],
+        g: &[f32],
+        b: &[f32],
+        eps: f32,
+    ) {
+        let n = bias.len();
+        for (row, res) in x.chunks_exact_mut(n).zip(resid.chunks_exact(n)) {
+            for ((v, bi), ri) in row.iter_mut().zip(bias).zip(res) {
+                *v += bi + ri;
+            }
+            normalize_row::<M>(row, g, b, eps);
+        }
+    }
+
+    #[inline(always)]
+    fn add_bias_body<M: MulAdd>(x: &mut [f32], bias: &[f32]) {
         for row in x.chunks_exact_mut(bias.len()) {
             for (v, b) in row.iter_mut().zip(bias) {
                 *v += b;
@@ -443,29 +508,21 @@ mod kernels {
         }
     }
 
-    #[inline(always)]
-    fn add_assign_body(x: &mut [f32], y: &[f32]) {
-        for (a, b) in x.iter_mut().zip(y) {
-            *a += b;
-        }
-    }
-
     #[cfg(test)]
     mod tests {
         use super::*;
 
-        #[test]
-        fn exp_and_erf_are_accurate() {
+        fn exp_and_erf_within<M: MulAdd>() {
             for i in -1740..=1760 {
                 let x = i as f32 * 0.05; // the documented range, [-87, 88]
-                let (got, want) = (exp(x), (x as f64).exp());
+                let (got, want) = (exp::<M>(x), (x as f64).exp());
                 assert!(
                     ((got as f64 - want) / want).abs() < 3e-7,
                     "exp({x}): {got} vs {want}"
                 );
             }
             assert!(
-                exp(-100.0) < 1e-37,
+                exp::<M>(-100.0) < 1e-37,
                 "below the range the result stays negligible"
             );
             // erf reference values (Abramowitz & Stegun table).
@@ -477,7 +534,47 @@ mod kernels {
                 (2.5, 0.999_593_047_98),
                 (-4.0, -0.999_999_984_6),
             ] {
-                assert!((erf(x) as f64 - want).abs() < 3e-7, "erf({x}) = {}", erf(x));
+                let got = erf::<M>(x);
+                assert!((got as f64 - want).abs() < 3e-7, "erf({x}) = {got}");
+            }
+        }
+
+        #[test]
+        fn exp_and_erf_are_accurate() {
+            exp_and_erf_within::<Plain>();
+            exp_and_erf_within::<Fused>();
+        }
+
+        #[test]
+        fn gelu_with_bias() {
+            // GELU(y) = y·Φ(y) at y = 1, -0.5, 2, -2.5, 0.5, 1.5 (Φ from normal tables).
+            let mut x = vec![0.5, -1.0, 1.5, -3.0, 0.0, 1.0];
+            bias_gelu_rows(&mut x, &[0.5, 0.5, 0.5]);
+            let want = [
+                0.841_344_7,
+                -0.154_268_77,
+                1.954_499_7,
+                -0.015_524_17,
+                0.345_731_23,
+                1.399_789_2,
+            ];
+            for (g, w) in x.iter().zip(want) {
+                assert!((g - w).abs() < 1e-6, "{x:?}");
+            }
+        }
+
+        #[test]
+        fn residual_layer_norm_is_add_then_norm() {
+            let x: Vec<f32> = (0..20).map(|v| (v as f32 * 0.37).sin()).collect();
+            let resid: Vec<f32> = (0..20).map(|v| (v as f32 * 0.11).cos()).collect();
+            let bias: Vec<f32> = (0..10).map(|v| v as f32 * 0.1).collect();
+            let (g, b) = (vec![1.5; 10], vec![-0.25; 10]);
+            let mut fused = x.clone();
+            residual_layer_norm_rows(&mut fused, &bias, &resid, &g, &b, 1e-12);
+            let mut plain: Vec<f32> = (0..20).map(|i| x[i] + bias[i % 10] + resid[i]).collect();
+            layer_norm_rows(&mut plain, 10, &g, &b, 1e-12);
+            for (f, p) in fused.iter().zip(&plain) {
+                assert!((f - p).abs() < 1e-6, "{fused:?} vs {plain:?}");
             }
         }
 
