@@ -579,6 +579,29 @@ mod kernels {
         }
 
         #[test]
+        fn baseline_build_matches_the_dispatched_one() {
+            // The `Plain` bodies run on CPUs without AVX2/FMA; check them against whatever
+            // `dispatch!` picks here.
+            let x: Vec<f32> = (0..48).map(|v| (v as f32 * 0.71).sin() * 3.0).collect();
+            let bias: Vec<f32> = (0..16).map(|v| v as f32 * 0.05 - 0.4).collect();
+            let resid: Vec<f32> = (0..48).map(|v| (v as f32 * 0.23).cos()).collect();
+            let (g, b) = (vec![0.8; 16], vec![0.1; 16]);
+            let close = |p: &[f32], q: &[f32]| p.iter().zip(q).all(|(a, b)| (a - b).abs() < 1e-6);
+            let (mut p, mut q) = (x.clone(), x.clone());
+            bias_gelu_body::<Plain>(&mut p, &bias);
+            bias_gelu_rows(&mut q, &bias);
+            assert!(close(&p, &q), "bias+GELU");
+            let (mut p, mut q) = (x.clone(), x.clone());
+            softmax_body::<Plain>(&mut p, 16);
+            softmax_rows(&mut q, 16);
+            assert!(close(&p, &q), "softmax");
+            let (mut p, mut q) = (x.clone(), x.clone());
+            residual_layer_norm_body::<Plain>(&mut p, &bias, &resid, &g, &b, 1e-12);
+            residual_layer_norm_rows(&mut q, &bias, &resid, &g, &b, 1e-12);
+            assert!(close(&p, &q), "bias+residual+norm");
+        }
+
+        #[test]
         fn softmax_and_layer_norm() {
             let mut x = vec![1.0, 2.0, 3.0, 1000.0, 1000.0, 1000.0];
             softmax_rows(&mut x, 3);
