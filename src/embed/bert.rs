@@ -178,9 +178,7 @@ impl BertEncoder {
                 for batch in order.chunks(opts.batch_size) {
                     let vectors =
                         self.encode_batch(model, device, batch.iter().map(|&i| &tokens[i]), opts)?;
-                    for (k, &i) in batch.iter().enumerate() {
-                        out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
-                    }
+                    place_rows(&mut out, h, batch, &vectors);
                     on_batch(batch.len());
                 }
             }
@@ -225,9 +223,7 @@ impl BertEncoder {
                     })
                     .collect::<Result<_>>()?;
                 for (group, vectors) in groups.iter().zip(&rows) {
-                    for (k, &i) in group.iter().enumerate() {
-                        out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
-                    }
+                    place_rows(&mut out, h, group, vectors);
                 }
             }
         }
@@ -273,6 +269,14 @@ impl BertEncoder {
             pooled
         };
         Ok(pooled.flatten_all()?.to_vec1::<f32>()?)
+    }
+}
+
+/// Row `k` of `vectors` (width `h`) becomes row `texts[k]` of `out`: results computed in
+/// length order go back to input order.
+fn place_rows(out: &mut [f32], h: usize, texts: &[usize], vectors: &[f32]) {
+    for (k, &i) in texts.iter().enumerate() {
+        out[i * h..(i + 1) * h].copy_from_slice(&vectors[k * h..(k + 1) * h]);
     }
 }
 
