@@ -8,7 +8,8 @@
 //! - [`model`]: the trainable Llama/Qwen2 decoder, LoRA, GGUF, generation;
 //! - [`train`]: the SFT/DFT/BFT losses, data and training loop;
 //! - [`viz`]: UMAP, PNG figures and the HTML report;
-//! - [`linalg`]: dense kernels shared by the modules above;
+//! - [`numeric`]: neighbours, sparse graphs, clustering, eigensolvers and GEMM, shared by the
+//!   modules above;
 //! - [`pipeline`]: `bftkit run`, the whole benchmark and its report in one command;
 //! - [`cli`]: the command-line front end (thin; parses, dispatches, prints).
 
@@ -17,8 +18,8 @@ pub mod embed;
 pub mod eval;
 pub mod fixtures;
 pub mod io;
-pub mod linalg;
 pub mod model;
+pub mod numeric;
 pub mod pipeline;
 pub mod train;
 pub mod viz;

@@ -10,7 +10,7 @@
 //!
 //! Weights come from the same `model.safetensors` (f32), transposed once at load to [in, out].
 
-use crate::linalg::matmul;
+use crate::numeric::gemm::matmul;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};

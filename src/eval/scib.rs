@@ -16,48 +16,10 @@ use petgraph::graph::DiGraph;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// The k nearest neighbours of every row, the row itself first, nearest first.
-#[derive(Debug, Clone)]
-pub struct Neighbors {
-    pub n: usize,
-    pub k: usize,
-    pub idx: Vec<u32>,
-    pub dist: Vec<f32>,
-}
-
-impl Neighbors {
-    /// Exact euclidean neighbours (`k` includes the row itself).
-    pub fn exact(x: &[f32], n: usize, d: usize, k: usize) -> Self {
-        let k = k.min(n);
-        let (idx, dist) = crate::viz::umap::knn(x, n, d, k);
-        Self { n, k, idx, dist }
-    }
-
-    /// The first `k` neighbours of each row (scib-metrics' `subset_neighbors`).
-    pub fn first(&self, k: usize) -> Self {
-        let k = k.min(self.k);
-        let take =
-            |v: &[u32]| -> Vec<u32> { v.chunks(self.k).flat_map(|r| &r[..k]).copied().collect() };
-        Self {
-            n: self.n,
-            k,
-            idx: take(&self.idx),
-            dist: self
-                .dist
-                .chunks(self.k)
-                .flat_map(|r| &r[..k])
-                .copied()
-                .collect(),
-        }
-    }
-
-    fn row(&self, i: usize) -> (&[u32], &[f32]) {
-        (
-            &self.idx[i * self.k..(i + 1) * self.k],
-            &self.dist[i * self.k..(i + 1) * self.k],
-        )
-    }
-}
+use crate::numeric::cluster::{ari, kmeans, nmi};
+use crate::numeric::eigen::symmetric_eigen;
+use crate::numeric::graph::{fuzzy_graph, SparseGraph};
+use crate::numeric::neighbors::Neighbors;
 
 /// Distance for silhouettes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,7 +97,7 @@ pub fn silhouette_samples(
         .flat_map_iter(|&i0| {
             let rows = BLOCK.min(n - i0);
             let mut g = vec![0f32; rows * n];
-            crate::linalg::matmul(rows, n, d, &y[i0 * d..], d, 1, &y, 1, d, &mut g, n, 1.0);
+            crate::numeric::gemm::matmul(rows, n, d, &y[i0 * d..], d, 1, &y, 1, d, &mut g, n, 1.0);
             let mut out = Vec::with_capacity(rows);
             let mut sums = vec![0f64; m];
             for r in 0..rows {
@@ -372,115 +334,34 @@ pub fn graph_connectivity(nb: &Neighbors, labels: &[usize]) -> f64 {
     mean(&shares)
 }
 
-/// A symmetric sparse matrix in compressed rows.
-struct Csr {
-    n: usize,
-    indptr: Vec<usize>,
-    indices: Vec<usize>,
-    values: Vec<f64>,
-}
-
-impl Csr {
-    fn from_graph(g: &crate::viz::umap::Graph) -> Self {
-        let mut t: Vec<(usize, usize, f64)> = g
-            .rows
-            .iter()
-            .zip(&g.cols)
-            .zip(&g.weights)
-            .map(|((&r, &c), &w)| (r as usize, c as usize, w as f64))
-            .collect();
-        t.sort_unstable_by_key(|&(r, c, _)| (r, c));
-        Self::from_sorted(g.n, &t)
-    }
-
-    fn from_sorted(n: usize, t: &[(usize, usize, f64)]) -> Self {
-        let mut indptr = vec![0usize; n + 1];
-        t.iter().for_each(|&(r, _, _)| indptr[r + 1] += 1);
-        (0..n).for_each(|r| indptr[r + 1] += indptr[r]);
-        Self {
-            n,
-            indptr,
-            indices: t.iter().map(|e| e.1).collect(),
-            values: t.iter().map(|e| e.2).collect(),
-        }
-    }
-
-    /// The rows and columns of `keep` (in that order).
-    fn submatrix(&self, keep: &[usize]) -> Self {
-        let mut local = vec![usize::MAX; self.n];
-        keep.iter().enumerate().for_each(|(t, &i)| local[i] = t);
-        let mut t = Vec::new();
-        for (r, &i) in keep.iter().enumerate() {
-            for e in self.indptr[i]..self.indptr[i + 1] {
-                let c = local[self.indices[e]];
-                if c != usize::MAX {
-                    t.push((r, c, self.values[e]));
-                }
-            }
-        }
-        t.sort_unstable_by_key(|&(r, c, _)| (r, c));
-        Self::from_sorted(keep.len(), &t)
-    }
-
-    /// Connected components (the matrix is symmetric): a component id per row.
-    fn components(&self) -> Vec<usize> {
-        let mut comp = vec![usize::MAX; self.n];
-        let mut next = 0;
-        let mut stack = Vec::new();
-        for s in 0..self.n {
-            if comp[s] != usize::MAX {
-                continue;
-            }
-            comp[s] = next;
-            stack.push(s);
-            while let Some(i) = stack.pop() {
-                for &j in &self.indices[self.indptr[i]..self.indptr[i + 1]] {
-                    if comp[j] == usize::MAX {
-                        comp[j] = next;
-                        stack.push(j);
-                    }
-                }
-            }
-            next += 1;
-        }
-        comp
-    }
-
-    fn col_sums(&self) -> Vec<f64> {
-        let mut s = vec![0f64; self.n];
-        for (&c, &v) in self.indices.iter().zip(&self.values) {
-            s[c] += v;
-        }
-        s
-    }
-}
-
 /// Diffusion-map coordinates of a connected graph (scib-metrics' `diffusion_nn` before its
 /// neighbour search): density-normalised symmetric transitions, the `n_comps` eigenpairs of
 /// largest magnitude in decreasing order, each vector scaled by λ / (1 − λ) (λ = 1 kept at 1),
 /// with scib-metrics' float32 rounding of λ + 1e-8. Rows × n_comps, row-major.
-fn diffusion_map(g: &Csr, n_comps: usize) -> Result<(Vec<f32>, usize)> {
+fn diffusion_map(g: &SparseGraph, n_comps: usize) -> Result<(Vec<f32>, usize)> {
     let n = g.n;
     let q = g.col_sums();
     // K = Q⁻¹ W Q⁻¹, then T = Z⁻¹ K Z⁻¹ with z = sqrt(column sums of K).
     let mut k = vec![0f64; n * n];
     for i in 0..n {
         for e in g.indptr[i]..g.indptr[i + 1] {
-            let j = g.indices[e];
-            k[i * n + j] = g.values[e] / (q[i] * q[j]);
+            let j = g.indices[e] as usize;
+            k[i * n + j] = g.weights[e] as f64 / (q[i] * q[j]);
         }
     }
     let z: Vec<f64> = (0..n)
         .map(|j| (0..n).map(|i| k[i * n + j]).sum::<f64>().sqrt())
         .collect();
-    let t = faer::Mat::<f64>::from_fn(n, n, |i, j| k[i * n + j] / (z[i] * z[j]));
-    if t.col_iter().any(|c| c.iter().any(|v| !v.is_finite())) {
+    for i in 0..n {
+        for j in 0..n {
+            k[i * n + j] /= z[i] * z[j];
+        }
+    }
+    if k.iter().any(|v| !v.is_finite()) {
         bail!("diffusion transitions are not finite (an isolated cell)");
     }
-    let eig = t
-        .self_adjoint_eigen(faer::Side::Lower)
-        .map_err(|e| anyhow::anyhow!("eigendecomposition failed: {e:?}"))?;
-    let (vals, vecs) = (eig.S().column_vector(), eig.U());
+    let eig = symmetric_eigen(&k, n)?;
+    let vals = &eig.values;
     let c = n_comps.min(n.saturating_sub(1)).max(1);
     // The c largest in magnitude, then in decreasing algebraic order (eigsh 'LM', reversed).
     let mut order: Vec<usize> = (0..n).collect();
@@ -492,7 +373,7 @@ fn diffusion_map(g: &Csr, n_comps: usize) -> Result<(Vec<f32>, usize)> {
         let e = vals[o] as f32 + 1e-8f32;
         let scale = if e == 1.0 { 1.0 } else { e / (1.0 - e) };
         for i in 0..n {
-            emb[i * c + col] = vecs[(i, o)] as f32 * scale;
+            emb[i * c + col] = eig.at(i, o) as f32 * scale;
         }
     }
     Ok((emb, c))
@@ -536,9 +417,7 @@ fn kbet_acceptance(nb: &Neighbors, batches: &[usize], alpha: f64) -> f64 {
 /// fuzzy graph of `nb`: labels under 10 cells or of one batch are skipped; a label whose graph
 /// is split keeps its components of at least 3·k0 cells if they hold 75 % of it (else 0).
 pub fn kbet_per_label(nb: &Neighbors, batches: &[usize], labels: &[usize]) -> f64 {
-    let graph = Csr::from_graph(&crate::viz::umap::fuzzy_graph(
-        &nb.idx, &nb.dist, nb.n, nb.k,
-    ));
+    let graph = fuzzy_graph(nb);
     let scores: Vec<f64> = rows_by_label(labels)
         .par_iter()
         .map(|rows| {
@@ -742,11 +621,8 @@ pub fn scib(
     let isolated_labels = isolated_labels(&sil, labels, batches);
     lap("silhouette_label", &mut times);
     let (lab_codes, _) = codes(labels);
-    let km = super::cells::kmeans(x, d, nl, 10, seed);
-    let (kmeans_nmi, kmeans_ari) = (
-        super::cells::nmi(&lab_codes, &km),
-        super::cells::ari(&lab_codes, &km),
-    );
+    let km = kmeans(x, d, nl, 10, seed);
+    let (kmeans_nmi, kmeans_ari) = (nmi(&lab_codes, &km), ari(&lab_codes, &km));
     lap("kmeans", &mut times);
     let clisi = clisi(&nb90, labels);
     let ilisi = ilisi(&nb90, batches);

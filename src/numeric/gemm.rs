@@ -1,6 +1,6 @@
-//! Dense f32 kernels shared by the fast BERT path and the UMAP neighbour search: a strided
-//! single-threaded GEMM on the `gemm` crate (the kernels candle uses), with bounds checked
-//! before the unsafe call. Callers parallelise over blocks.
+//! A strided single-threaded f32 GEMM on the `gemm` crate (the kernels candle uses), with
+//! bounds checked before the unsafe call: the fast BERT path, the neighbour search and the
+//! silhouettes multiply through it. Callers parallelise over blocks.
 
 /// `c[m×n] (row stride ldc) = scale · a[m×k] · b[k×n]`, single-threaded, for operands given by
 /// their first element and (row, column) strides. Bounds are checked before the unsafe call.
