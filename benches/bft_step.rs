@@ -11,9 +11,10 @@
 use std::time::Instant;
 
 use anyhow::Result;
+use bftkit::model::chat::{render, tokenize, ChatTemplate};
 use bftkit::model::lora::{seed_adapters, LoraConfig};
 use bftkit::model::{load_pretrained, Decoder};
-use bftkit::train::data::{read_conversations, render, tokenize, ChatTemplate};
+use bftkit::train::data::read_conversations;
 use bftkit::train::loss::{LossConfig, LossVariant};
 use bftkit::train::step::{weighted_loss, Sample};
 use candle_core::{DType, Device};

@@ -12,7 +12,8 @@ use crate::eval::probe::{PairFeature, Solver};
 use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
 use crate::eval::task::TaskSet;
 use crate::io::GeneIdMap;
-use crate::train::data::ChatTemplate;
+use crate::model::chat::ChatTemplate;
+use crate::model::{DeviceSpec, Precision};
 use crate::train::loss::{BftMode, LossConfig, LossVariant};
 
 #[derive(Parser, Debug)]
@@ -275,12 +276,12 @@ struct FinetuneArgs {
     #[arg(long, value_name = "N", default_value_t = 10)]
     eval_every: usize,
     /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value_t = DeviceSpec::Cpu)]
+    device: DeviceSpec,
     /// Base weights and activations: f32 or bf16 [default: f32 on CPU, bf16 on CUDA]. LoRA
     /// adapters, their optimizer and the loss stay f32.
-    #[arg(long)]
-    dtype: Option<String>,
+    #[arg(long, value_enum)]
+    dtype: Option<Precision>,
 }
 
 #[derive(Args, Debug)]
@@ -385,11 +386,11 @@ struct DescribeArgs {
     #[arg(long)]
     prompt: Option<String>,
     /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[arg(long, default_value_t = DeviceSpec::Cpu)]
+    device: DeviceSpec,
     /// f32 or bf16 [default: f32 on CPU, bf16 on CUDA].
-    #[arg(long)]
-    dtype: Option<String>,
+    #[arg(long, value_enum)]
+    dtype: Option<Precision>,
 }
 
 #[derive(Args, Debug)]
@@ -828,7 +829,6 @@ fn embed(args: EmbedArgs) -> Result<()> {
 }
 
 fn finetune(args: FinetuneArgs) -> Result<()> {
-    let device = crate::model::parse_device(&args.device)?;
     use crate::model::lora::{LoraConfig, ALL_LINEAR};
     use crate::train::finetune::{finetune, FinetuneOptions};
     use crate::train::trainer::TrainConfig;
@@ -866,8 +866,8 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
         resume: args.resume,
         eval_data: args.eval_data,
         eval_every: args.eval_every,
-        device: device.clone(),
-        dtype: crate::model::parse_dtype(args.dtype.as_deref(), &device)?,
+        device: args.device,
+        precision: args.dtype,
     };
     let bar = indicatif::ProgressBar::new(0).with_style(
         indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}")
@@ -898,19 +898,18 @@ fn finetune(args: FinetuneArgs) -> Result<()> {
 fn describe(args: DescribeArgs) -> Result<()> {
     use crate::model::generate::{self, DescribeOptions};
     let genes = embed::texts::read_gene_list(&args.genes)?;
-    let device = crate::model::parse_device(&args.device)?;
     let opts = DescribeOptions {
-        dtype: crate::model::parse_dtype(args.dtype.as_deref(), &device)?,
-        device,
+        precision: args.dtype,
+        device: args.device,
         model: args.model,
         adapter: args.adapter,
         template: args.template,
         system: args
             .system
-            .unwrap_or_else(|| generate::PROFILE_SYSTEM.to_string()),
+            .unwrap_or_else(|| crate::model::chat::PROFILE_SYSTEM.to_string()),
         user: args
             .prompt
-            .unwrap_or_else(|| generate::PROFILE_USER.to_string()),
+            .unwrap_or_else(|| crate::model::chat::PROFILE_USER.to_string()),
         max_new_tokens: args.max_new_tokens,
         batch_size: args.batch_size,
     };
@@ -941,16 +940,15 @@ fn describe(args: DescribeArgs) -> Result<()> {
 }
 
 fn sft_data(args: SftDataArgs) -> Result<()> {
-    use crate::model::generate;
     use crate::train::data::{split_genes, write_profile_conversations};
     let texts = args.texts.read()?;
     let split = split_genes(texts.genes(), args.test_fraction, args.seed)?;
     let system = args
         .system
-        .unwrap_or_else(|| generate::PROFILE_SYSTEM.to_string());
+        .unwrap_or_else(|| crate::model::chat::PROFILE_SYSTEM.to_string());
     let user = args
         .prompt
-        .unwrap_or_else(|| generate::PROFILE_USER.to_string());
+        .unwrap_or_else(|| crate::model::chat::PROFILE_USER.to_string());
     std::fs::create_dir_all(&args.out)
         .with_context(|| format!("{}: cannot create", args.out.display()))?;
     let text = |g: &str| texts.get(g).map(str::to_string);

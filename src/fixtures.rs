@@ -747,7 +747,7 @@ pub fn write_tiny_gguf(dir: &Path, out: &Path) -> Result<()> {
     let cfg: crate::model::DecoderConfig =
         serde_json::from_str(&std::fs::read_to_string(dir.join("config.json"))?)?;
     let tensors =
-        crate::embed::decoder::load_tensors(&[dir.join("model.safetensors")], &Device::Cpu)?;
+        crate::model::weights::load_tensors(&[dir.join("model.safetensors")], &Device::Cpu)?;
     let arch = cfg.model_type.as_str();
     let mut qtensors: Vec<(String, QTensor)> = Vec::new();
     let mut names: Vec<&String> = tensors.keys().collect();

@@ -6,7 +6,7 @@
 //! batch; with the causal mask, padding never changes a real token's state, and pooling skips it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
@@ -23,53 +23,6 @@ pub struct DecoderEncoder {
     tokenizer: Tokenizer,
     pub hidden_size: usize,
     pub max_len: usize,
-}
-
-/// The safetensors files of a Hugging Face folder (single file or index of shards).
-pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    let single = dir.join("model.safetensors");
-    if single.is_file() {
-        return Ok(vec![single]);
-    }
-    let index = dir.join("model.safetensors.index.json");
-    if !index.is_file() {
-        bail!(
-            "{}: no model.safetensors or model.safetensors.index.json",
-            dir.display()
-        );
-    }
-    let text = std::fs::read_to_string(&index)
-        .with_context(|| format!("{}: cannot read", index.display()))?;
-    let value: serde_json::Value = serde_json::from_str(&text)
-        .with_context(|| format!("{}: invalid JSON", index.display()))?;
-    let Some(map) = value.get("weight_map").and_then(|m| m.as_object()) else {
-        bail!("{}: no weight_map", index.display());
-    };
-    let mut files: Vec<PathBuf> = map
-        .values()
-        .filter_map(|v| v.as_str())
-        .map(|f| dir.join(f))
-        .collect();
-    files.sort();
-    files.dedup();
-    for f in &files {
-        if !f.is_file() {
-            bail!("{}: shard listed in the index is missing", f.display());
-        }
-    }
-    Ok(files)
-}
-
-/// Loads every tensor of the given safetensors files onto `device`.
-pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String, Tensor>> {
-    let mut all = HashMap::new();
-    for f in files {
-        let bytes = std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?;
-        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
-            .with_context(|| format!("{}: not a valid safetensors file", f.display()))?;
-        all.extend(tensors);
-    }
-    Ok(all)
 }
 
 impl DecoderEncoder {
@@ -235,7 +188,11 @@ mod tests {
         let (d, enc) = tiny("llama");
         let want = enc.encode(&[LONG], &opts(Pooling::Mean), |_| {}).unwrap();
         // Split the tensors over two shards with an index, as Hugging Face saves large models.
-        let tensors = load_tensors(&[d.path().join("model.safetensors")], &Device::Cpu).unwrap();
+        let tensors = crate::model::weights::load_tensors(
+            &[d.path().join("model.safetensors")],
+            &Device::Cpu,
+        )
+        .unwrap();
         let mut names: Vec<&String> = tensors.keys().collect();
         names.sort();
         let (a, b) = names.split_at(names.len() / 2);

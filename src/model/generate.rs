@@ -1,5 +1,5 @@
 //! Text generation: batched greedy decoding with a KV cache, and `bftkit describe`, where the
-//! (tuned) model writes one profile per gene with the SPEC §1 prompt.
+//! (tuned) model writes one profile per gene with the gene-profile prompt (`chat`).
 //!
 //! Prompts of a batch are padded on the left, so every row's next token sits in the last column;
 //! the padding is masked out of attention and rotary positions count real tokens only, so a
@@ -15,63 +15,10 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
+use super::chat::{profile_messages, prompt_tokens, stop_tokens, ChatTemplate};
 use super::decoder::KvCache;
 use super::lora::LoraConfig;
-use super::{load_pretrained, Decoder};
-use crate::train::data::{render, tokenize, ChatTemplate, Message};
-
-/// SPEC §1's system prompt for gene profiles.
-pub const PROFILE_SYSTEM: &str =
-    "You are a helpful biology assistant. Answer in under 2000 characters.";
-/// SPEC §1's user prompt; `{gene}` becomes the symbol.
-pub const PROFILE_USER: &str = "tell me about gene {gene}.";
-
-/// The system + user turns that ask for a gene's profile (training data uses the same).
-pub fn profile_messages(system: &str, user: &str, gene: &str) -> Vec<Message> {
-    let mut out = Vec::new();
-    if !system.is_empty() {
-        out.push(Message {
-            role: "system".into(),
-            content: system.to_string(),
-        });
-    }
-    out.push(Message {
-        role: "user".into(),
-        content: user.replace("{gene}", gene),
-    });
-    out
-}
-
-/// Token ids of a conversation's prompt followed by the assistant header, tokenised piece by
-/// piece exactly as fine-tuning does.
-pub fn prompt_tokens(
-    tokenizer: &Tokenizer,
-    template: ChatTemplate,
-    messages: &[Message],
-) -> Result<Vec<u32>> {
-    let mut pieces = render(template, messages);
-    pieces.push((
-        match template {
-            ChatTemplate::Chatml => "<|im_start|>assistant\n",
-            ChatTemplate::Llama3 => "<|start_header_id|>assistant<|end_header_id|>\n\n",
-        }
-        .to_string(),
-        false,
-    ));
-    Ok(tokenize(tokenizer, &pieces, usize::MAX)?.tokens)
-}
-
-/// The end-of-turn / end-of-text tokens of a template that this tokenizer knows.
-pub fn stop_tokens(tokenizer: &Tokenizer, template: ChatTemplate) -> Vec<u32> {
-    let names: &[&str] = match template {
-        ChatTemplate::Chatml => &["<|im_end|>", "<|endoftext|>"],
-        ChatTemplate::Llama3 => &["<|eot_id|>", "<|end_of_text|>"],
-    };
-    names
-        .iter()
-        .filter_map(|n| tokenizer.token_to_id(n))
-        .collect()
-}
+use super::{load_pretrained, Decoder, DeviceSpec, Precision};
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
@@ -256,8 +203,9 @@ pub struct DescribeOptions {
     pub user: String,
     pub max_new_tokens: usize,
     pub batch_size: usize,
-    pub device: Device,
-    pub dtype: DType,
+    pub device: DeviceSpec,
+    /// `None` = the device's default (f32 on CPU, bf16 on CUDA).
+    pub precision: Option<Precision>,
 }
 
 /// What `bftkit describe` did (written beside the profiles as `OUT.describe.json`).
@@ -290,11 +238,12 @@ pub fn describe(
     if genes.is_empty() {
         bail!("no genes to describe");
     }
+    let device = opts.device.open()?;
     let (model, tokenizer) = load_decoder(
         &opts.model,
         opts.adapter.as_deref(),
-        &opts.device,
-        opts.dtype,
+        &device,
+        Precision::resolve(opts.precision, &device),
     )?;
     let stop = stop_tokens(&tokenizer, opts.template);
     if stop.is_empty() {

@@ -274,7 +274,7 @@ mod tests {
                 &std::fs::read_to_string(dir.path().join("config.json")).unwrap(),
             )
             .unwrap();
-            let hf = crate::embed::decoder::load_tensors(
+            let hf = crate::model::weights::load_tensors(
                 &[dir.path().join("model.safetensors")],
                 &Device::Cpu,
             )

@@ -231,7 +231,7 @@ mod tests {
         let cfg: DecoderConfig =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
                 .unwrap();
-        let base = crate::embed::decoder::load_tensors(
+        let base = crate::model::weights::load_tensors(
             &[dir.path().join("model.safetensors")],
             &Device::Cpu,
         )
@@ -299,7 +299,7 @@ mod tests {
             .unwrap();
         assert!(after < 0.9 * before, "{before} -> {after}");
         // The base weights on disk and in memory are untouched; only adapters moved.
-        let reread = crate::embed::decoder::load_tensors(
+        let reread = crate::model::weights::load_tensors(
             &[dir.path().join("model.safetensors")],
             &Device::Cpu,
         )

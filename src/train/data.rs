@@ -2,10 +2,10 @@
 //! (and only those) carry loss; seeded, length-bucketed batches.
 //!
 //! Each line is `{"messages": [{"role": ..., "content": ...}, ...]}` or
-//! `{"prompt": ..., "response": ...}` (a user turn and an assistant turn). Templates: ChatML
-//! (`<|im_start|>role\ncontent<|im_end|>\n`; Qwen2, SmolLM2) and Llama-3. Every turn is tokenised
-//! piece by piece, so the loss mask follows the assistant text (and its end-of-turn marker)
-//! exactly. Sequences longer than `max_len` are cut at the end.
+//! `{"prompt": ..., "response": ...}` (a user turn and an assistant turn). Rendering and
+//! tokenisation are [`crate::model::chat`]'s: every turn is tokenised piece by piece, so the loss
+//! mask follows the assistant text (and its end-of-turn marker) exactly. Sequences longer than
+//! `max_len` are cut at the end.
 
 use std::path::Path;
 
@@ -13,51 +13,9 @@ use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
-use tokenizers::Tokenizer;
+use serde::Deserialize;
 
-use super::step::Sample;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "lowercase")]
-pub enum ChatTemplate {
-    /// `<|im_start|>{role}\n{content}<|im_end|>\n` (Qwen2, SmolLM2).
-    Chatml,
-    /// `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>` after `<|begin_of_text|>`.
-    Llama3,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Message {
-    pub role: String,
-    pub content: String,
-}
-
-/// Text pieces of a conversation: (text, carries loss). The assistant's content and its
-/// end-of-turn marker carry loss; headers, other turns and the opening marker do not.
-pub fn render(template: ChatTemplate, messages: &[Message]) -> Vec<(String, bool)> {
-    let mut out = Vec::new();
-    if template == ChatTemplate::Llama3 {
-        out.push(("<|begin_of_text|>".to_string(), false));
-    }
-    for m in messages {
-        let learn = m.role == "assistant";
-        let (head, end) = match template {
-            ChatTemplate::Chatml => (format!("<|im_start|>{}\n", m.role), "<|im_end|>"),
-            ChatTemplate::Llama3 => (
-                format!("<|start_header_id|>{}<|end_header_id|>\n\n", m.role),
-                "<|eot_id|>",
-            ),
-        };
-        out.push((head, false));
-        out.push((m.content.clone(), learn));
-        out.push((end.to_string(), learn));
-        if template == ChatTemplate::Chatml {
-            out.push(("\n".to_string(), false));
-        }
-    }
-    out
-}
+use crate::model::chat::{profile_messages, Message, Role};
 
 /// Reads a JSONL file of conversations; errors name the line.
 pub fn read_conversations(path: &Path) -> Result<Vec<(usize, Vec<Message>)>> {
@@ -72,16 +30,19 @@ pub fn read_conversations(path: &Path) -> Result<Vec<(usize, Vec<Message>)>> {
         let v: serde_json::Value =
             serde_json::from_str(line).with_context(|| format!("{at}: not valid JSON"))?;
         let messages = if let Some(ms) = v.get("messages") {
-            let ms: Vec<Message> = serde_json::from_value(ms.clone()).with_context(|| {
+            /// A turn as written, its role still a string (so an unknown one names the line).
+            #[derive(Deserialize)]
+            struct Turn {
+                role: String,
+                content: String,
+            }
+            let ms: Vec<Turn> = serde_json::from_value(ms.clone()).with_context(|| {
                 format!("{at}: \"messages\" must be a list of {{\"role\", \"content\"}} objects")
             })?;
-            if let Some(m) = ms
-                .iter()
-                .find(|m| !["system", "user", "assistant"].contains(&m.role.as_str()))
-            {
-                bail!("{at}: unknown role '{}' (system, user, assistant)", m.role);
-            }
-            ms
+            ms.into_iter()
+                .map(|t| Ok(Message::new(Role::parse(&t.role)?, t.content)))
+                .collect::<Result<Vec<_>>>()
+                .with_context(|| format!("{at}: bad message"))?
         } else {
             let field = |k: &str| -> Result<String> {
                 v.get(k)
@@ -94,19 +55,13 @@ pub fn read_conversations(path: &Path) -> Result<Vec<(usize, Vec<Message>)>> {
                     })
             };
             vec![
-                Message {
-                    role: "user".into(),
-                    content: field("prompt")?,
-                },
-                Message {
-                    role: "assistant".into(),
-                    content: field("response")?,
-                },
+                Message::new(Role::User, field("prompt")?),
+                Message::new(Role::Assistant, field("response")?),
             ]
         };
         if !messages
             .iter()
-            .any(|m| m.role == "assistant" && !m.content.is_empty())
+            .any(|m| m.role == Role::Assistant && !m.content.is_empty())
         {
             bail!("{at}: no assistant turn to learn from");
         }
@@ -116,36 +71,6 @@ pub fn read_conversations(path: &Path) -> Result<Vec<(usize, Vec<Message>)>> {
         bail!("{file}: no conversations");
     }
     Ok(out)
-}
-
-/// Tokenises a rendered conversation, cut to `max_len` tokens.
-pub fn tokenize(
-    tokenizer: &Tokenizer,
-    pieces: &[(String, bool)],
-    max_len: usize,
-) -> Result<Sample> {
-    let (mut tokens, mut is_response) = (Vec::new(), Vec::new());
-    for (text, learn) in pieces {
-        let enc = tokenizer
-            .encode(text.as_str(), false)
-            .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-        // Keep real tokens only, whatever padding the tokenizer file asks for.
-        let real: Vec<u32> = enc
-            .get_ids()
-            .iter()
-            .zip(enc.get_attention_mask())
-            .filter(|(_, &m)| m == 1)
-            .map(|(&id, _)| id)
-            .collect();
-        is_response.extend(std::iter::repeat_n(*learn, real.len()));
-        tokens.extend(real);
-    }
-    tokens.truncate(max_len);
-    is_response.truncate(max_len);
-    Ok(Sample {
-        tokens,
-        is_response,
-    })
 }
 
 /// Batches of sample indices: shuffled with `seed`, grouped into buckets of 50 batches, each
@@ -167,7 +92,8 @@ pub fn length_bucketed_batches(lengths: &[usize], batch_size: usize, seed: u64) 
 }
 
 /// Gene-profile SFT data: the genes of `texts` split at random (seeded) into train and test sets
-/// *by gene*, each becoming the SPEC §1 conversation (system, "tell me about gene X.", the text).
+/// *by gene*, each becoming the gene-profile conversation (system, "tell me about gene X.", the
+/// text).
 pub struct ProfileSplit {
     pub train: Vec<String>,
     pub test: Vec<String>,
@@ -207,11 +133,8 @@ pub fn write_profile_conversations(
         let Some(t) = text(g) else {
             bail!("gene '{g}' has no text");
         };
-        let mut messages = crate::model::generate::profile_messages(system, user, g);
-        messages.push(Message {
-            role: "assistant".into(),
-            content: t,
-        });
+        let mut messages = profile_messages(system, user, g);
+        messages.push(Message::new(Role::Assistant, t));
         out.push_str(&serde_json::to_string(
             &serde_json::json!({ "messages": messages }),
         )?);
@@ -225,11 +148,8 @@ pub fn write_profile_conversations(
 mod tests {
     use super::*;
 
-    fn msg(role: &str, content: &str) -> Message {
-        Message {
-            role: role.into(),
-            content: content.into(),
-        }
+    fn msg(role: Role, content: &str) -> Message {
+        Message::new(role, content)
     }
 
     #[test]
@@ -258,53 +178,6 @@ mod tests {
     }
 
     #[test]
-    fn templates_render_exactly() {
-        let conv = [
-            msg("user", "tell me about gene TP53."),
-            msg("assistant", "A tumour suppressor."),
-        ];
-        let chatml: String = render(ChatTemplate::Chatml, &conv)
-            .into_iter()
-            .map(|p| p.0)
-            .collect();
-        assert_eq!(
-            chatml,
-            "<|im_start|>user\ntell me about gene TP53.<|im_end|>\n<|im_start|>assistant\nA tumour suppressor.<|im_end|>\n"
-        );
-        let llama: String = render(ChatTemplate::Llama3, &conv)
-            .into_iter()
-            .map(|p| p.0)
-            .collect();
-        assert_eq!(
-            llama,
-            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ntell me about gene TP53.<|eot_id|>\
-             <|start_header_id|>assistant<|end_header_id|>\n\nA tumour suppressor.<|eot_id|>"
-        );
-        let learned: Vec<String> = render(ChatTemplate::Chatml, &conv)
-            .into_iter()
-            .filter(|p| p.1)
-            .map(|p| p.0)
-            .collect();
-        assert_eq!(learned, vec!["A tumour suppressor.", "<|im_end|>"]);
-    }
-
-    #[test]
-    fn only_response_tokens_carry_loss_and_truncation_cuts_the_end() {
-        let dir = tempfile::tempdir().unwrap();
-        crate::fixtures::write_tiny_decoder(dir.path(), "qwen2").unwrap();
-        let tok = Tokenizer::from_file(dir.path().join("tokenizer.json")).unwrap();
-        let pieces = vec![
-            ("the gene".to_string(), false),
-            ("is a kinase".to_string(), true),
-        ];
-        let s = tokenize(&tok, &pieces, 100).unwrap();
-        assert_eq!(s.tokens.len(), 5);
-        assert_eq!(s.is_response, vec![false, false, true, true, true]);
-        let cut = tokenize(&tok, &pieces, 3).unwrap();
-        assert_eq!(cut.is_response, vec![false, false, true]);
-    }
-
-    #[test]
     fn reads_both_line_shapes_and_names_bad_lines() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("d.jsonl");
@@ -316,7 +189,7 @@ mod tests {
         .unwrap();
         let c = read_conversations(&p).unwrap();
         assert_eq!((c.len(), c[1].0), (2, 3));
-        assert_eq!(c[0].1[1], msg("assistant", "A does x."));
+        assert_eq!(c[0].1[1], msg(Role::Assistant, "A does x."));
         for (bad, want) in [
             ("{\"prompt\": \"x\"}", "d.jsonl:1: expected"),
             ("not json", "d.jsonl:1: not valid JSON"),

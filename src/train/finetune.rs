@@ -12,16 +12,17 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use super::data::{read_conversations, render, tokenize, ChatTemplate};
-use super::optim::AdamW;
+use super::checkpoint::{self, CheckpointState};
+use super::data::read_conversations;
 use super::step::{response_logprobs, Sample};
-use super::trainer::{train, StepLog, TrainConfig};
+use super::trainer::{planned_steps, train, StepContext, StepLog, TrainConfig, TrainHook};
+use crate::model::chat::{render, tokenize, ChatTemplate};
 use crate::model::lora::LoraConfig;
-use crate::model::{load_pretrained, Decoder};
+use crate::model::{load_pretrained, Decoder, DeviceSpec, Precision, Pretrained};
 
 #[derive(Debug, Clone)]
 pub struct FinetuneOptions {
@@ -41,9 +42,10 @@ pub struct FinetuneOptions {
     /// Held-out conversations, evaluated before training and every `eval_every` steps.
     pub eval_data: Option<PathBuf>,
     pub eval_every: usize,
-    pub device: Device,
-    /// Base weights and activations (LoRA adapters and full fine-tuning stay f32).
-    pub dtype: DType,
+    pub device: DeviceSpec,
+    /// Base weights and activations (LoRA adapters and full fine-tuning stay f32); `None` = the
+    /// device's default (f32 on CPU, bf16 on CUDA).
+    pub precision: Option<Precision>,
 }
 
 /// One held-out evaluation, as written to `eval_log.jsonl`.
@@ -102,55 +104,6 @@ fn load_samples(
     Ok((samples, truncated, without_response))
 }
 
-/// What a checkpoint folder's `state.json` holds.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-struct CheckpointState {
-    step: usize,
-    train: TrainConfig,
-    lora: Option<LoraConfig>,
-    max_len: usize,
-}
-
-/// The `checkpoint-STEP` folder of `out` with the highest step.
-fn latest_checkpoint(out: &Path) -> Result<Option<PathBuf>> {
-    if !out.is_dir() {
-        return Ok(None);
-    }
-    let mut best: Option<(usize, PathBuf)> = None;
-    for e in std::fs::read_dir(out)? {
-        let p = e?.path();
-        let step = p
-            .file_name()
-            .and_then(|n| n.to_str())
-            .and_then(|n| n.strip_prefix("checkpoint-"))
-            .and_then(|s| s.parse::<usize>().ok());
-        if let Some(s) = step {
-            if p.join("state.json").is_file() && best.as_ref().is_none_or(|b| s > b.0) {
-                best = Some((s, p));
-            }
-        }
-    }
-    Ok(best.map(|b| b.1))
-}
-
-/// Writes a checkpoint atomically: into a temporary folder, renamed when complete.
-fn write_checkpoint(
-    out: &Path,
-    varmap: &VarMap,
-    opt: &AdamW,
-    state: &CheckpointState,
-) -> Result<()> {
-    let tmp = out.join(format!(".checkpoint-{}.tmp", state.step));
-    let _ = std::fs::remove_dir_all(&tmp);
-    std::fs::create_dir_all(&tmp)?;
-    varmap.save(tmp.join("weights.safetensors"))?;
-    opt.save(&tmp.join("optimizer.safetensors"))?;
-    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
-    let dest = out.join(format!("checkpoint-{}", state.step));
-    let _ = std::fs::remove_dir_all(&dest);
-    std::fs::rename(&tmp, &dest).with_context(|| format!("{}: cannot write", dest.display()))
-}
-
 /// What `bftkit finetune` did (written as `finetune.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct FinetuneReport {
@@ -176,15 +129,183 @@ fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
         .with_context(|| format!("{}: cannot write", path.display()))
 }
 
-/// Runs a fine-tuning job; `on_step` sees every step (progress bars).
+/// The decoder to train and its trainable variables (sorted by name): LoRA adapters over the
+/// frozen base in `dtype`, or every weight in f32 for full fine-tuning.
+fn trainable_model(
+    opts: &FinetuneOptions,
+    pre: &Pretrained,
+    varmap: &VarMap,
+    device: &Device,
+    dtype: DType,
+) -> Result<(Decoder, Vec<(String, Var)>)> {
+    let model = match &opts.lora {
+        Some(l) => Decoder::load_with_lora(
+            VarBuilder::from_tensors(pre.tensors.clone(), dtype, device),
+            &pre.config,
+            Some((l, VarBuilder::from_varmap(varmap, DType::F32, device))),
+        )?,
+        None => {
+            let model = Decoder::load(
+                VarBuilder::from_varmap(varmap, DType::F32, device),
+                &pre.config,
+            )?;
+            for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
+                let Some(t) = pre.tensors.get(name) else {
+                    bail!("{}: no weight '{name}'", opts.model.display());
+                };
+                var.set(t)?;
+            }
+            model
+        }
+    };
+    let mut params: Vec<(String, Var)> = varmap
+        .data()
+        .lock()
+        .expect("varmap lock")
+        .iter()
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    params.sort_by(|a, b| a.0.cmp(&b.0));
+    if opts.lora.is_some() {
+        crate::model::lora::seed_adapters(&params, opts.train.seed)?;
+    }
+    Ok((model, params))
+}
+
+/// The lines of a JSONL log whose `step` is at most `max_step` (what a resumed run keeps of
+/// the log it continues).
+fn kept_lines<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    max_step: usize,
+    step_of: impl Fn(&T) -> usize,
+) -> Result<String> {
+    let mut kept = String::new();
+    if let Ok(text) = std::fs::read_to_string(path) {
+        for line in text.lines() {
+            let Ok(entry) = serde_json::from_str::<T>(line) else {
+                continue;
+            };
+            if step_of(&entry) <= max_step {
+                kept.push_str(line);
+                kept.push('\n');
+            }
+        }
+    }
+    Ok(kept)
+}
+
+/// A JSONL log file, started afresh with the lines a resumed run keeps.
+fn open_log(path: &Path, kept: &str) -> Result<std::fs::File> {
+    let mut f =
+        std::fs::File::create(path).with_context(|| format!("{}: cannot write", path.display()))?;
+    f.write_all(kept.as_bytes())
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(f)
+}
+
+/// Appends every step's [`StepLog`] to `train_log.jsonl`.
+struct StepLogHook {
+    file: std::fs::File,
+    path: PathBuf,
+}
+
+impl TrainHook for StepLogHook {
+    fn after_step(&mut self, log: &StepLog, _: &StepContext<'_>) -> Result<()> {
+        writeln!(self.file, "{}", serde_json::to_string(log)?)
+            .with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}
+
+/// Writes `checkpoint-STEP/` every `every` optimizer steps.
+struct CheckpointHook<'a> {
+    out: &'a Path,
+    varmap: &'a VarMap,
+    every: usize,
+    state: CheckpointState,
+}
+
+impl TrainHook for CheckpointHook<'_> {
+    fn after_step(&mut self, log: &StepLog, ctx: &StepContext<'_>) -> Result<()> {
+        if self.every > 0 && log.step.is_multiple_of(self.every) {
+            self.state.step = log.step;
+            checkpoint::save(self.out, self.varmap, ctx.optimizer, &self.state)?;
+        }
+        Ok(())
+    }
+}
+
+/// Held-out evaluation to `eval_log.jsonl`: before training (unless resumed), every `every`
+/// optimizer steps, and at the last step.
+struct EvalHook {
+    file: std::fs::File,
+    path: PathBuf,
+    samples: Vec<Sample>,
+    batch_size: usize,
+    every: usize,
+}
+
+impl EvalHook {
+    fn evaluate(&mut self, step: usize, model: &Decoder) -> Result<()> {
+        let (loss, mean_prob, tokens) = held_out_loss(model, &self.samples, self.batch_size)?;
+        let e = EvalLog {
+            step,
+            loss,
+            mean_prob,
+            tokens,
+            samples: self.samples.len(),
+        };
+        writeln!(self.file, "{}", serde_json::to_string(&e)?)
+            .with_context(|| format!("{}: cannot write", self.path.display()))
+    }
+}
+
+impl TrainHook for EvalHook {
+    fn start(&mut self, model: &Decoder, resumed_at: usize) -> Result<()> {
+        if resumed_at == 0 {
+            self.evaluate(0, model)?;
+        }
+        Ok(())
+    }
+
+    fn after_step(&mut self, log: &StepLog, ctx: &StepContext<'_>) -> Result<()> {
+        if self.every > 0 && log.step.is_multiple_of(self.every) {
+            self.evaluate(log.step, ctx.model)?;
+        }
+        Ok(())
+    }
+
+    fn finish(&mut self, last: Option<&StepLog>, model: &Decoder) -> Result<()> {
+        // The final weights are always evaluated.
+        match last {
+            Some(l) if self.every == 0 || l.step % self.every != 0 => self.evaluate(l.step, model),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Hands every step and the planned total to the caller (progress bars).
+struct ProgressHook<F: FnMut(&StepLog, usize)> {
+    on_step: F,
+    total: usize,
+}
+
+impl<F: FnMut(&StepLog, usize)> TrainHook for ProgressHook<F> {
+    fn after_step(&mut self, log: &StepLog, _: &StepContext<'_>) -> Result<()> {
+        (self.on_step)(log, self.total);
+        Ok(())
+    }
+}
+
+/// Runs a fine-tuning job; `on_step` sees every step and the planned number of steps.
 pub fn finetune(
     opts: &FinetuneOptions,
-    mut on_step: impl FnMut(&StepLog, usize),
+    on_step: impl FnMut(&StepLog, usize),
 ) -> Result<FinetuneReport> {
-    let device = opts.device.clone();
+    let device = opts.device.open()?;
+    let dtype = Precision::resolve(opts.precision, &device);
     if let Some(l) = &opts.lora {
         l.check()?;
-    } else if opts.dtype != DType::F32 {
+    } else if dtype != DType::F32 {
         bail!("full fine-tuning keeps f32 weights; use --dtype f32 or LoRA");
     }
     let pre = load_pretrained(&opts.model, &device)?;
@@ -197,161 +318,63 @@ pub fn finetune(
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     let varmap = VarMap::new();
-    let model = match &opts.lora {
-        Some(l) => Decoder::load_with_lora(
-            VarBuilder::from_tensors(pre.tensors.clone(), opts.dtype, &device),
-            &pre.config,
-            Some((l, VarBuilder::from_varmap(&varmap, DType::F32, &device))),
-        )?,
-        None => {
-            let model = Decoder::load(
-                VarBuilder::from_varmap(&varmap, DType::F32, &device),
-                &pre.config,
-            )?;
-            for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-                let Some(t) = pre.tensors.get(name) else {
-                    bail!("{}: no weight '{name}'", opts.model.display());
-                };
-                var.set(t)?;
-            }
-            model
-        }
+    let (model, params) = trainable_model(opts, &pre, &varmap, &device, dtype)?;
+    let state = CheckpointState {
+        step: 0,
+        train: opts.train.clone(),
+        lora: opts.lora.clone(),
+        max_len: opts.max_len,
     };
-    let mut params: Vec<(String, candle_core::Var)> = varmap
-        .data()
-        .lock()
-        .expect("varmap lock")
-        .iter()
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
-    params.sort_by(|a, b| a.0.cmp(&b.0));
-    if opts.lora.is_some() {
-        crate::model::lora::seed_adapters(&params, opts.train.seed)?;
-    }
-    let log_path = opts.out.join("train_log.jsonl");
-    let mut resume = None;
-    let mut kept_log = String::new();
-    if opts.resume {
-        let Some(ckpt) = latest_checkpoint(&opts.out)? else {
-            bail!(
-                "{}: no checkpoint-STEP folder to resume from",
-                opts.out.display()
-            );
-        };
-        let state: CheckpointState =
-            serde_json::from_str(&std::fs::read_to_string(ckpt.join("state.json"))?)
-                .with_context(|| format!("{}: invalid state.json", ckpt.display()))?;
-        let same = serde_json::to_value(&state.train)? == serde_json::to_value(&opts.train)?
-            && state.lora == opts.lora
-            && state.max_len == opts.max_len;
-        if !same {
-            bail!(
-                "{}: saved with different settings; resume with the same options",
-                ckpt.display()
-            );
-        }
-        // A VarMap clone shares its variables; `load` needs `&mut` only to fill them.
-        let mut shared = varmap.clone();
-        shared.load(ckpt.join("weights.safetensors"))?;
-        let mut opt = AdamW::new(params.clone(), opts.train.weight_decay)?;
-        opt.load(&ckpt.join("optimizer.safetensors"))?;
-        // Keep the log of the steps the checkpoint includes.
-        if let Ok(text) = std::fs::read_to_string(&log_path) {
-            for line in text.lines() {
-                let s: StepLog = serde_json::from_str(line)?;
-                if s.step <= state.step {
-                    kept_log.push_str(line);
-                    kept_log.push('\n');
-                }
-            }
-        }
-        resume = Some(opt);
-    }
-    let mut log = std::fs::File::create(&log_path)
-        .with_context(|| format!("{}: cannot write", log_path.display()))?;
-    log.write_all(kept_log.as_bytes())?;
-    let eval_path = opts.out.join("eval_log.jsonl");
-    let mut eval_log = if eval_samples.is_empty() {
-        None
+    let (resumed_at, resume) = if opts.resume {
+        let (saved, opt) = checkpoint::restore(&opts.out, &varmap, &params, &state)?;
+        (saved.step, Some(opt))
     } else {
-        let kept: String = std::fs::read_to_string(&eval_path)
-            .unwrap_or_default()
-            .lines()
-            .filter(|l| {
-                resume.is_some()
-                    && serde_json::from_str::<EvalLog>(l)
-                        .is_ok_and(|e| resume.as_ref().is_some_and(|o| e.step <= o.t))
+        (0, None)
+    };
+    let log_path = opts.out.join("train_log.jsonl");
+    let kept = if opts.resume {
+        kept_lines(&log_path, resumed_at, |s: &StepLog| s.step)?
+    } else {
+        String::new()
+    };
+    let mut step_log = StepLogHook {
+        file: open_log(&log_path, &kept)?,
+        path: log_path,
+    };
+    let mut checkpoints = CheckpointHook {
+        out: &opts.out,
+        varmap: &varmap,
+        every: opts.save_every.unwrap_or(0),
+        state,
+    };
+    let mut eval = match eval_samples.is_empty() {
+        true => None,
+        false => {
+            let path = opts.out.join("eval_log.jsonl");
+            let kept = match &resume {
+                Some(o) => kept_lines(&path, o.t, |e: &EvalLog| e.step)?,
+                None => String::new(),
+            };
+            Some(EvalHook {
+                file: open_log(&path, &kept)?,
+                path,
+                samples: eval_samples,
+                batch_size: opts.train.batch_size,
+                every: opts.eval_every,
             })
-            .map(|l| format!("{l}\n"))
-            .collect();
-        let mut f = std::fs::File::create(&eval_path)
-            .with_context(|| format!("{}: cannot write", eval_path.display()))?;
-        f.write_all(kept.as_bytes())?;
-        Some(f)
+        }
     };
-    let mut evaluate = |step: usize, model: &Decoder| -> Result<()> {
-        if let Some(f) = eval_log.as_mut() {
-            let (loss, mean_prob, tokens) =
-                held_out_loss(model, &eval_samples, opts.train.batch_size)?;
-            let e = EvalLog {
-                step,
-                loss,
-                mean_prob,
-                tokens,
-                samples: eval_samples.len(),
-            };
-            writeln!(f, "{}", serde_json::to_string(&e)?)?;
-        }
-        Ok(())
+    let mut progress = ProgressHook {
+        on_step,
+        total: planned_steps(samples.len(), &opts.train),
     };
-    if resume.is_none() {
-        evaluate(0, &model)?;
+    let mut hooks: Vec<&mut dyn TrainHook> = vec![&mut step_log, &mut checkpoints];
+    if let Some(e) = eval.as_mut() {
+        hooks.push(e);
     }
-    let total_hint = samples
-        .len()
-        .div_ceil(opts.train.batch_size * opts.train.grad_accum)
-        * opts.train.epochs;
-    let total_hint = opts
-        .train
-        .max_steps
-        .map_or(total_hint, |m| m.min(total_hint));
-    let logs = train(&model, params, &samples, &opts.train, resume, |s, opt| {
-        writeln!(log, "{}", serde_json::to_string(s)?)?;
-        if opts.save_every.is_some_and(|n| n > 0 && s.step % n == 0) {
-            let state = CheckpointState {
-                step: s.step,
-                train: opts.train.clone(),
-                lora: opts.lora.clone(),
-                max_len: opts.max_len,
-            };
-            write_checkpoint(&opts.out, &varmap, opt, &state)?;
-        }
-        if opts.eval_every > 0 && s.step % opts.eval_every == 0 {
-            evaluate(s.step, &model)?;
-        }
-        on_step(s, total_hint);
-        Ok(())
-    })?;
-    // The final weights are always evaluated.
-    if let Some(last) = logs.last() {
-        if opts.eval_every == 0 || last.step % opts.eval_every != 0 {
-            evaluate(last.step, &model)?;
-        }
-    }
-    match &opts.lora {
-        Some(l) => {
-            varmap.save(opts.out.join("adapter_model.safetensors"))?;
-            let cfg = l.peft_json(&opts.model.display().to_string());
-            std::fs::write(
-                opts.out.join("adapter_config.json"),
-                serde_json::to_string_pretty(&cfg)?,
-            )?;
-        }
-        None => write_model_folder(&model, &pre.tokenizer, &opts.out)?,
-    }
-    if opts.merge {
-        write_model_folder(&model, &pre.tokenizer, &opts.out.join("merged"))?;
-    }
+    hooks.push(&mut progress);
+    let logs = train(&model, params, &samples, &opts.train, resume, &mut hooks)?;
+    write_outputs(opts, &model, &pre.tokenizer, &varmap)?;
     let report = FinetuneReport {
         bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
         model: opts.model.display().to_string(),
@@ -372,6 +395,31 @@ pub fn finetune(
         serde_json::to_string_pretty(&report)?,
     )?;
     Ok(report)
+}
+
+/// The trained weights: PEFT adapter files (LoRA) or a model folder (full), and `merged/` when
+/// asked for.
+fn write_outputs(
+    opts: &FinetuneOptions,
+    model: &Decoder,
+    tokenizer: &tokenizers::Tokenizer,
+    varmap: &VarMap,
+) -> Result<()> {
+    match &opts.lora {
+        Some(l) => {
+            varmap.save(opts.out.join("adapter_model.safetensors"))?;
+            let cfg = l.peft_json(&opts.model.display().to_string());
+            std::fs::write(
+                opts.out.join("adapter_config.json"),
+                serde_json::to_string_pretty(&cfg)?,
+            )?;
+        }
+        None => write_model_folder(model, tokenizer, &opts.out)?,
+    }
+    if opts.merge {
+        write_model_folder(model, tokenizer, &opts.out.join("merged"))?;
+    }
+    Ok(())
 }
 
 /// A plain Hugging Face model folder: config.json, model.safetensors (adapters merged),

@@ -1,6 +1,7 @@
 //! Fine-tuning: the SFT/DFT/BFT losses (`loss`) and the tools that show how BFT weighs data.
 //! The training loop and decoder models build on these.
 
+pub mod checkpoint;
 pub mod data;
 pub mod finetune;
 pub mod loss;
@@ -13,6 +14,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::model::chat;
 use loss::{LossConfig, SampleWeights};
 
 /// One sample's weights as `bftkit loss` reports them.
@@ -119,7 +121,7 @@ pub fn loss_report(cfg: &LossConfig, samples: &[(usize, Vec<f64>)]) -> Result<Lo
 pub fn dataset_weights(
     model_path: &Path,
     data: &Path,
-    template: data::ChatTemplate,
+    template: crate::model::chat::ChatTemplate,
     max_len: usize,
     batch_size: usize,
     cfg: &LossConfig,
@@ -136,7 +138,7 @@ pub fn dataset_weights(
     for chunk in conversations.chunks(batch_size) {
         let samples = chunk
             .iter()
-            .map(|(_, m)| data::tokenize(&tokenizer, &data::render(template, m), max_len))
+            .map(|(_, m)| chat::tokenize(&tokenizer, &chat::render(template, m), max_len))
             .collect::<Result<Vec<_>>>()?;
         let logprobs = step::response_logprobs(&model, &samples)?;
         rows.extend(chunk.iter().map(|(line, _)| *line).zip(logprobs));

@@ -12,13 +12,8 @@ use super::loss::{sample_weights, LossConfig, SampleWeights};
 use crate::model::lora::Dropout;
 use crate::model::Decoder;
 
-/// One tokenised sample: its tokens and which of them are response tokens (the only ones that
-/// carry loss; prompt tokens are context).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub tokens: Vec<u32>,
-    pub is_response: Vec<bool>,
-}
+/// One tokenised training sample (a chat-templated conversation; see [`crate::model::chat`]).
+pub use crate::model::chat::Tokenized as Sample;
 
 /// The weighted loss of a micro-batch, and each sample's weights.
 pub struct StepLoss {

@@ -2,6 +2,7 @@
 //! micro-batch's loss divided by the accumulation steps; the authors' code effectively summed
 //! them), global gradient-norm clipping, a seed for data order, and a log record per step.
 //! A NaN or infinite loss stops training with an error before the weights are touched.
+//! Logging, evaluation, checkpoints and progress are [`TrainHook`]s around the step.
 
 use std::time::Instant;
 
@@ -58,17 +59,143 @@ pub fn lr_at(step: usize, total: usize, warmup: usize, lr: f64) -> f64 {
     lr * 0.5 * (1.0 + (std::f64::consts::PI * progress).cos())
 }
 
+/// What a hook sees after an optimizer step.
+pub struct StepContext<'a> {
+    pub model: &'a Decoder,
+    pub optimizer: &'a AdamW,
+}
+
+/// Work done around the training step, outside it: logging, held-out evaluation, checkpoints,
+/// progress. `finetune` composes the hooks it needs; the loop knows none of them.
+pub trait TrainHook {
+    /// Before the first step this run takes (`resumed_at` optimizer steps were restored).
+    fn start(&mut self, _model: &Decoder, _resumed_at: usize) -> Result<()> {
+        Ok(())
+    }
+    /// After every optimizer step, in the order the hooks were given.
+    fn after_step(&mut self, log: &StepLog, ctx: &StepContext<'_>) -> Result<()>;
+    /// After the last step (`last`: its log; `None` when this run took no step).
+    fn finish(&mut self, _last: Option<&StepLog>, _model: &Decoder) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Optimizer steps a run takes: batches per epoch / accumulation, times epochs, capped by
+/// `max_steps`; at least 1.
+pub fn planned_steps(samples: usize, cfg: &TrainConfig) -> usize {
+    let per_epoch = samples
+        .div_ceil(cfg.batch_size.max(1))
+        .div_ceil(cfg.grad_accum.max(1));
+    cfg.max_steps
+        .unwrap_or(usize::MAX)
+        .min(per_epoch * cfg.epochs)
+        .max(1)
+}
+
+/// One optimizer step's gradients, summed over its micro-batches, and what to log of them.
+struct Accumulated {
+    grads: GradStore,
+    loss: f64,
+    tokens: usize,
+    sample_weight_sum: f64,
+    token_weight_sum: f64,
+    samples: usize,
+}
+
+/// Forward and backward passes of the micro-batches of one optimizer step (each micro-batch's
+/// loss divided by their number); a non-finite loss stops training before any update.
+fn accumulate(
+    model: &Decoder,
+    vars: &[Var],
+    group: &[Vec<usize>],
+    samples: &[Sample],
+    cfg: &TrainConfig,
+    step: usize,
+) -> Result<Accumulated> {
+    let mut grads: Option<GradStore> = None;
+    let (mut loss_sum, mut tokens, mut sw, mut tw, mut n) = (0.0, 0, 0.0, 0.0, 0);
+    for (micro, batch) in group.iter().enumerate() {
+        let batch: Vec<Sample> = batch.iter().map(|&i| samples[i].clone()).collect();
+        // Dropout masks depend only on (seed, step, micro-batch): resume repeats them.
+        let mut dropout = (model.lora_dropout > 0.0).then(|| {
+            let key = (step as u64) << 16 | micro as u64;
+            Dropout::new(
+                model.lora_dropout,
+                cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
+            )
+        });
+        let out = weighted_loss_t(model, &batch, &cfg.loss, dropout.as_mut())?;
+        let scaled = (out.loss / group.len() as f64)?;
+        let value = scaled.to_scalar::<f32>()? as f64;
+        if !value.is_finite() {
+            bail!("loss became {value} at step {step}; stopping (weights left as they were)");
+        }
+        loss_sum += value;
+        tokens += out.tokens;
+        for w in &out.weights {
+            sw += w.sample_weight;
+            tw += w.mean_token_weight();
+            n += 1;
+        }
+        let g = scaled.backward()?;
+        grads = Some(match grads {
+            None => g,
+            Some(mut acc) => {
+                for v in vars {
+                    if let Some(new) = g.get(v.as_tensor()) {
+                        let sum = match acc.get(v.as_tensor()) {
+                            Some(old) => (old + new)?,
+                            None => new.clone(),
+                        };
+                        acc.insert(v.as_tensor(), sum);
+                    }
+                }
+                acc
+            }
+        });
+    }
+    Ok(Accumulated {
+        grads: grads.expect("at least one micro-batch"),
+        loss: loss_sum,
+        tokens,
+        sample_weight_sum: sw,
+        token_weight_sum: tw,
+        samples: n,
+    })
+}
+
+/// The global gradient norm, and the gradients scaled down to `max_norm` when above it (0 =
+/// no clipping).
+fn clip(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
+    let mut sq = 0.0f64;
+    for v in vars {
+        if let Some(g) = grads.get(v.as_tensor()) {
+            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
+        }
+    }
+    let norm = sq.sqrt();
+    if max_norm > 0.0 && norm > max_norm {
+        let scale = max_norm / norm;
+        for v in vars {
+            if let Some(g) = grads.remove(v.as_tensor()) {
+                grads.insert(v.as_tensor(), (g * scale)?);
+            }
+        }
+    }
+    Ok(norm)
+}
+
 /// Trains the named `params` (the LoRA adapters, or every weight) of `model` on `samples`.
 /// `resume` carries an optimizer restored from a checkpoint: the `opt.t` optimizer steps it has
-/// taken are skipped in the same seeded data order, so training continues exactly. `on_step`
-/// sees each step's log and the optimizer (to write checkpoints).
+/// taken are skipped in the same seeded data order, so training continues exactly. The hooks
+/// run before the first step, after each step and at the end.
 pub fn train(
     model: &Decoder,
     params: Vec<(String, Var)>,
     samples: &[Sample],
     cfg: &TrainConfig,
     resume: Option<AdamW>,
-    mut on_step: impl FnMut(&StepLog, &AdamW) -> Result<()>,
+    hooks: &mut [&mut dyn TrainHook],
 ) -> Result<Vec<StepLog>> {
     let vars: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
     cfg.loss.check()?;
@@ -79,22 +206,18 @@ pub fn train(
         bail!("no training samples");
     }
     let lengths: Vec<usize> = samples.iter().map(|s| s.tokens.len()).collect();
-    let per_epoch = length_bucketed_batches(&lengths, cfg.batch_size, cfg.seed)
-        .len()
-        .div_ceil(cfg.grad_accum);
-    let total = cfg
-        .max_steps
-        .unwrap_or(usize::MAX)
-        .min(per_epoch * cfg.epochs)
-        .max(1);
+    let total = planned_steps(samples.len(), cfg);
     let warmup = (cfg.warmup_ratio * total as f64).round() as usize;
     let mut opt = match resume {
         Some(opt) => opt,
         None => AdamW::new(params, cfg.weight_decay)?,
     };
+    let done = opt.t;
+    for h in hooks.iter_mut() {
+        h.start(model, done)?;
+    }
     let mut logs = Vec::new();
     let mut step = 0;
-    let done = opt.t;
     'epochs: for epoch in 0..cfg.epochs {
         // A different, seeded order each epoch.
         let batches = length_bucketed_batches(&lengths, cfg.batch_size, cfg.seed + epoch as u64);
@@ -107,83 +230,35 @@ pub fn train(
                 continue;
             }
             let start = Instant::now();
-            let mut grads: Option<GradStore> = None;
-            let (mut loss_sum, mut tokens, mut sw, mut tw, mut n) = (0.0, 0, 0.0, 0.0, 0);
-            for (micro, batch) in group.iter().enumerate() {
-                let batch: Vec<Sample> = batch.iter().map(|&i| samples[i].clone()).collect();
-                // Dropout masks depend only on (seed, step, micro-batch): resume repeats them.
-                let mut dropout = (model.lora_dropout > 0.0).then(|| {
-                    let key = (step as u64) << 16 | micro as u64;
-                    Dropout::new(
-                        model.lora_dropout,
-                        cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
-                    )
-                });
-                let out = weighted_loss_t(model, &batch, &cfg.loss, dropout.as_mut())?;
-                let scaled = (out.loss / group.len() as f64)?;
-                let value = scaled.to_scalar::<f32>()? as f64;
-                if !value.is_finite() {
-                    bail!(
-                        "loss became {value} at step {step}; stopping (weights left as they were)"
-                    );
-                }
-                loss_sum += value;
-                tokens += out.tokens;
-                for w in &out.weights {
-                    sw += w.sample_weight;
-                    tw += w.mean_token_weight();
-                    n += 1;
-                }
-                let g = scaled.backward()?;
-                grads = Some(match grads {
-                    None => g,
-                    Some(mut acc) => {
-                        for v in &vars {
-                            if let Some(new) = g.get(v.as_tensor()) {
-                                let sum = match acc.get(v.as_tensor()) {
-                                    Some(old) => (old + new)?,
-                                    None => new.clone(),
-                                };
-                                acc.insert(v.as_tensor(), sum);
-                            }
-                        }
-                        acc
-                    }
-                });
-            }
-            let mut grads = grads.expect("at least one micro-batch");
-            let mut sq = 0.0f64;
-            for v in &vars {
-                if let Some(g) = grads.get(v.as_tensor()) {
-                    sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-                }
-            }
-            let grad_norm = sq.sqrt();
-            if cfg.max_grad_norm > 0.0 && grad_norm > cfg.max_grad_norm {
-                let scale = cfg.max_grad_norm / grad_norm;
-                for v in &vars {
-                    if let Some(g) = grads.remove(v.as_tensor()) {
-                        grads.insert(v.as_tensor(), (g * scale)?);
-                    }
-                }
-            }
+            let mut acc = accumulate(model, &vars, group, samples, cfg, step)?;
+            let grad_norm = clip(&mut acc.grads, &vars, cfg.max_grad_norm)?;
             let lr = lr_at(step, total, warmup, cfg.lr);
-            opt.step(&grads, lr)?;
+            opt.step(&acc.grads, lr)?;
+            let n = acc.samples.max(1) as f64;
             let log = StepLog {
                 step: step + 1,
                 epoch: epoch + 1,
-                loss: loss_sum,
+                loss: acc.loss,
                 lr,
                 grad_norm,
-                mean_sample_weight: sw / n.max(1) as f64,
-                mean_token_weight: tw / n.max(1) as f64,
-                tokens,
-                tokens_per_s: tokens as f64 / start.elapsed().as_secs_f64(),
+                mean_sample_weight: acc.sample_weight_sum / n,
+                mean_token_weight: acc.token_weight_sum / n,
+                tokens: acc.tokens,
+                tokens_per_s: acc.tokens as f64 / start.elapsed().as_secs_f64(),
             };
-            on_step(&log, &opt)?;
+            let ctx = StepContext {
+                model,
+                optimizer: &opt,
+            };
+            for h in hooks.iter_mut() {
+                h.after_step(&log, &ctx)?;
+            }
             logs.push(log);
             step += 1;
         }
+    }
+    for h in hooks.iter_mut() {
+        h.finish(logs.last(), model)?;
     }
     Ok(logs)
 }

@@ -1,0 +1,130 @@
+//! Reading a pretrained decoder from disk: a Hugging Face folder (`config.json`,
+//! `tokenizer.json`, single or sharded safetensors) or a GGUF file, into its configuration,
+//! named tensors and tokenizer. Building the model from them is `decoder`'s job.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{Device, Tensor};
+use tokenizers::Tokenizer;
+
+use super::DecoderConfig;
+
+/// The safetensors files of a Hugging Face folder (single file or index of shards).
+pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let single = dir.join("model.safetensors");
+    if single.is_file() {
+        return Ok(vec![single]);
+    }
+    let index = dir.join("model.safetensors.index.json");
+    if !index.is_file() {
+        bail!(
+            "{}: no model.safetensors or model.safetensors.index.json",
+            dir.display()
+        );
+    }
+    let text = std::fs::read_to_string(&index)
+        .with_context(|| format!("{}: cannot read", index.display()))?;
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: invalid JSON", index.display()))?;
+    let Some(map) = value.get("weight_map").and_then(|m| m.as_object()) else {
+        bail!("{}: no weight_map", index.display());
+    };
+    let mut files: Vec<PathBuf> = map
+        .values()
+        .filter_map(|v| v.as_str())
+        .map(|f| dir.join(f))
+        .collect();
+    files.sort();
+    files.dedup();
+    for f in &files {
+        if !f.is_file() {
+            bail!("{}: shard listed in the index is missing", f.display());
+        }
+    }
+    Ok(files)
+}
+
+/// Loads every tensor of the given safetensors files onto `device`.
+pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String, Tensor>> {
+    let mut all = HashMap::new();
+    for f in files {
+        let bytes = std::fs::read(f).with_context(|| format!("{}: cannot read", f.display()))?;
+        let tensors = candle_core::safetensors::load_buffer(&bytes, device)
+            .with_context(|| format!("{}: not a valid safetensors file", f.display()))?;
+        all.extend(tensors);
+    }
+    Ok(all)
+}
+
+/// A pretrained decoder as read from disk, before it becomes a [`Decoder`].
+pub struct Pretrained {
+    pub config: DecoderConfig,
+    /// f32 tensors under Hugging Face names.
+    pub tensors: HashMap<String, Tensor>,
+    /// The tokenizer, with any padding setting removed (bftkit pads itself).
+    pub tokenizer: Tokenizer,
+}
+
+/// Reads a decoder: a `.gguf` file, a folder holding one GGUF file (and no `config.json`), or a
+/// Hugging Face folder (`config.json`, `tokenizer.json`, single or sharded safetensors).
+pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
+    let gguf = if path.is_file() {
+        Some(path.to_path_buf())
+    } else if path.is_dir() && !path.join("config.json").exists() {
+        let found: Vec<_> = std::fs::read_dir(path)?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+            })
+            .collect();
+        match found.len() {
+            1 => found.into_iter().next(),
+            0 => bail!("{}: no config.json and no GGUF file", path.display()),
+            n => bail!("{}: {n} GGUF files; name the one to use", path.display()),
+        }
+    } else {
+        None
+    };
+    let mut pre = match gguf {
+        Some(file) => {
+            let g = super::gguf::load(&file, device)?;
+            Pretrained {
+                config: g.config,
+                tensors: g.tensors,
+                tokenizer: g.tokenizer,
+            }
+        }
+        None => {
+            if !path.is_dir() {
+                bail!("{}: model not found", path.display());
+            }
+            let cfg_path = path.join("config.json");
+            let text = std::fs::read_to_string(&cfg_path)
+                .with_context(|| format!("{}: cannot read", cfg_path.display()))?;
+            let config: DecoderConfig = serde_json::from_str(&text)
+                .with_context(|| format!("{}: not a Llama/Qwen2 config", cfg_path.display()))?;
+            if config.model_type != "llama" && config.model_type != "qwen2" {
+                bail!(
+                    "{}: model_type '{}' is not a supported decoder",
+                    cfg_path.display(),
+                    config.model_type
+                );
+            }
+            let tok_path = path.join("tokenizer.json");
+            let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| {
+                anyhow::anyhow!("{}: cannot load tokenizer ({e})", tok_path.display())
+            })?;
+            let files = weight_files(path)?;
+            Pretrained {
+                config,
+                tensors: load_tensors(&files, device)?,
+                tokenizer,
+            }
+        }
+    };
+    pre.tokenizer.with_padding(None);
+    Ok(pre)
+}
