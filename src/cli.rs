@@ -7,9 +7,11 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use crate::embed::{self, Backend, EncodeOptions, Pooling, TextEncoder};
-use crate::eval::logreg::LogisticRegression;
+use crate::eval::probe::logreg::LogisticRegression;
 use crate::eval::probe::{PairFeature, Solver};
-use crate::eval::suite::{self, EmbeddingSet, ProbeOptions, ProbeReport};
+use crate::eval::result::ProbeReport;
+use crate::eval::sets::{unique_names, EmbeddingSet};
+use crate::eval::suite::{self, ProbeInput, ProbeOptions};
 use crate::eval::task::TaskSet;
 use crate::io::GeneIdMap;
 use crate::model::chat::ChatTemplate;
@@ -478,13 +480,18 @@ pub fn main() -> Result<()> {
         Command::Describe(args) => describe(args),
         Command::Run(args) => run(args),
         Command::Scib(args) => {
-            let report = crate::eval::integration::scib_files(
-                &args.embeddings,
-                &args.obs,
-                (&args.cell_col, &args.label_col, &args.batch_col),
-                args.pre.as_deref(),
-                args.seed,
-            )?;
+            use crate::eval::scib_files::{scib_files, AnnotationColumns, ScibFiles};
+            let files = ScibFiles {
+                embeddings: args.embeddings.clone(),
+                annotation: args.obs.clone(),
+                columns: AnnotationColumns {
+                    cell: args.cell_col.clone(),
+                    label: args.label_col.clone(),
+                    batch: args.batch_col.clone(),
+                },
+                pre: args.pre.clone(),
+            };
+            let report = scib_files(&files, args.seed)?;
             let json = serde_json::to_string_pretty(&report)?;
             match &args.out {
                 Some(p) => {
@@ -633,7 +640,7 @@ fn tasks(args: &DataArgs) -> Result<()> {
         } else {
             "missing"
         };
-        let group = format!("{:?}", t.group).to_lowercase();
+        let group = t.group().name();
         println!("{:<34} {:<5} {:<7} {}", t.name, group, present, t.title);
     }
     Ok(())
@@ -660,7 +667,7 @@ fn probe(args: ProbeArgs) -> Result<()> {
         .iter()
         .map(|p| EmbeddingSet::from_file(p))
         .collect::<Result<Vec<_>>>()?;
-    suite::unique_names(&mut sets);
+    unique_names(&mut sets);
     if args.baseline.is_some() {
         let random = EmbeddingSet::random_like(&sets[0].embeddings, args.seed);
         sets.push(random);
@@ -684,7 +691,13 @@ fn probe(args: ProbeArgs) -> Result<()> {
             .expect("valid template"),
     );
     let map_ref = gene_map.as_ref().map(|(m, p)| (m, p.as_path()));
-    let report = suite::run_probe(&selected, &sets, map_ref, &opts, &set.origin, |t| {
+    let input = ProbeInput {
+        tasks: &selected,
+        sets: &sets,
+        gene_map: map_ref,
+        tasks_origin: &set.origin,
+    };
+    let report = suite::run_probe(&input, &opts, |t| {
         bar.set_message(t.name.clone());
         bar.inc(1);
     })?;
@@ -709,13 +722,15 @@ fn print_table(r: &ProbeReport) {
             .first()
             .map(|x| format!("{} {:.3}", x.name, x.value))
             .unwrap_or_default();
-        match &t.scores {
+        let (pos, neg) = t.outcome.counts();
+        let coverage = 100.0 * t.outcome.coverage().fraction();
+        match t.outcome.probe_scores() {
             Some(s) => println!(
                 "{:<34} {:<12} {:>11} {:>7.1}% {:>7.3} ± {:.3} {:>7.3} {:>7.3} {:>7.3} {:>4}{}  {}",
                 t.task,
                 t.embedding_set,
-                format!("{}/{}", t.n_positive, t.n_negative),
-                100.0 * t.coverage.fraction(),
+                format!("{pos}/{neg}"),
+                coverage,
                 s.roc_auc.mean,
                 s.roc_auc.sd,
                 s.average_precision.mean,
@@ -729,14 +744,14 @@ fn print_table(r: &ProbeReport) {
                 "{:<34} {:<12} {:>11} {:>7.1}%  (metrics below)  {}",
                 t.task,
                 t.embedding_set,
-                format!("{}/{}", t.n_positive, t.n_negative),
-                100.0 * t.coverage.fraction(),
+                format!("{pos}/{neg}"),
+                coverage,
                 reference
             ),
         }
-        if !t.extra.is_empty() {
-            let extra: Vec<String> = t
-                .extra
+        let other = t.outcome.other_metrics();
+        if !other.is_empty() {
+            let extra: Vec<String> = other
                 .iter()
                 .map(|(k, v)| format!("{k} {:.3} ± {:.3}", v.mean, v.sd))
                 .collect();
@@ -748,7 +763,7 @@ fn print_table(r: &ProbeReport) {
     }
     if r.results
         .iter()
-        .any(|t| t.scores.as_ref().is_some_and(|s| !s.all_converged))
+        .any(|t| t.outcome.probe_scores().is_some_and(|s| !s.all_converged))
     {
         println!("! = a fold hit --max-iter before converging");
     }

@@ -15,6 +15,7 @@
 
 pub mod cli;
 pub mod embed;
+pub mod error;
 pub mod eval;
 pub mod fixtures;
 pub mod io;

@@ -28,14 +28,15 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::embed::texts::GeneTexts;
+use crate::embed::texts::{self, GeneTexts};
 use crate::embed::{self, EncodeOptions, TextEncoder};
-use crate::eval::dataset;
-use crate::eval::logreg::LogisticRegression;
-use crate::eval::probe::{PairFeature, Solver};
-use crate::eval::suite::{self, EmbeddingInfo, EmbeddingSet, ProbeOptions};
-use crate::eval::task::{TaskGroup, TaskSet, TaskSpec};
-use crate::io::{GeneEmbeddings, GeneIdMap, GeneResolver};
+use crate::eval::kinds::labelled::{self, GeneClasses};
+use crate::eval::kinds::{Colouring, PointCloud, RunInput, SetViews, TaskGroup};
+use crate::eval::result::ProbeReport;
+use crate::eval::sets::{unique_names, EmbeddingSet};
+use crate::eval::suite::{run_probe_with_views, ProbeInput, ProbeOptions, Views};
+use crate::eval::task::{TaskKind, TaskSet, TaskSpec};
+use crate::io::GeneIdMap;
 use crate::viz::report::{RunResults, UmapLayout};
 use crate::viz::umap::{umap, UmapOptions};
 
@@ -124,23 +125,21 @@ fn load_set(
         (Some(file), None, None) => {
             let mut set = EmbeddingSet::from_file(file)?;
             if let Some(n) = &src.name {
-                set.name = n.clone();
-                set.info.name = n.clone();
+                set.rename(n);
             }
             Ok(set)
         }
         (None, Some(texts), Some(model)) => {
             let gt = GeneTexts::read(
                 texts,
-                src.id_col.as_deref().unwrap_or("symbol"),
-                src.text_col.as_deref().unwrap_or("profile"),
+                src.id_col.as_deref().unwrap_or(texts::ID_COLUMN),
+                src.text_col.as_deref().unwrap_or(texts::TEXT_COLUMN),
             )?;
             let device = candle_core::Device::Cpu;
             let encoder = TextEncoder::load(model, None, embed::Backend::Fast, &device)?;
             let opts = EncodeOptions {
-                batch_size: 32,
                 pooling: encoder.default_pooling(),
-                normalize: true,
+                ..EncodeOptions::default()
             };
             on_note(format!(
                 "embedding {} texts of {} with {}",
@@ -150,23 +149,17 @@ fn load_set(
             ));
             let (emb, report) = embed::embed_genes(&encoder, None, &gt, &opts, false, |_| {})?;
             let name = src.name.clone().unwrap_or_else(|| format!("set{}", k + 1));
-            let info = EmbeddingInfo {
-                name: name.clone(),
-                path: format!("{} + {}", texts.display(), model.display()),
-                sha256: String::new(),
-                genes: emb.len(),
-                dim: emb.dim,
-                source: format!(
-                    "embedded on the fly: {} texts, {} missing",
-                    report.genes_embedded,
-                    report.missing.len()
-                ),
-            };
-            Ok(EmbeddingSet {
+            let mut set = EmbeddingSet::new(
                 name,
-                embeddings: emb,
-                info,
-            })
+                emb,
+                format!("{} + {}", texts.display(), model.display()),
+            );
+            set.info.source = format!(
+                "embedded on the fly: {} texts, {} missing",
+                report.genes_embedded,
+                report.missing.len()
+            );
+            Ok(set)
         }
         _ => bail!(
             "embedding set {}: give either `file`, or `texts` and `model`",
@@ -183,43 +176,10 @@ pub struct RunContext<'a> {
     pub gene_map: Option<(&'a GeneIdMap, &'a Path)>,
 }
 
-/// The classes of a gene task for every gene of a set: (class names, class per gene).
-fn gene_classes(
-    task: &TaskSpec,
-    ctx: &RunContext,
-    emb: &GeneEmbeddings,
-    seed: u64,
-) -> Option<(Vec<String>, Vec<Option<usize>>)> {
-    if task.group != TaskGroup::Gene {
-        return None;
-    }
-    let resolver = GeneResolver::new(emb, ctx.gene_map.map(|(m, _)| m));
-    let ds = dataset::build(task, &ctx.data_dir, &resolver, None, seed).ok()?;
-    let mut classes = vec![None; emb.len()];
-    for (ex, &label) in ds.examples.iter().zip(&ds.labels) {
-        if let [g] = ex.as_slice() {
-            classes[*g] = Some(if label { 0 } else { 1 });
-        }
-    }
-    let name = |v: &[String], d: &str| {
-        if v.is_empty() {
-            d.to_string()
-        } else {
-            v.join(" / ")
-        }
-    };
-    let data = task.data.as_ref()?;
-    Some((
-        vec![
-            name(&data.positive, "positive"),
-            name(&data.negative, "negative"),
-        ],
-        classes,
-    ))
-}
+/// What colours a layout: the colouring's label, class names and each point's class.
+type Colour = (String, Vec<String>, Vec<Option<usize>>);
 
-/// A seeded UMAP of `x` (one row of width `d` per name) for the report; `colour` is the task
-/// whose classes colour the points, the class names, and each point's class.
+/// A seeded UMAP of `x` (one row of width `d` per name) for the report.
 fn umap_layout(
     x: &[f32],
     d: usize,
@@ -227,7 +187,7 @@ fn umap_layout(
     set: &str,
     points: &str,
     names: &[String],
-    colour: (String, Vec<String>, Vec<Option<usize>>),
+    colour: Colour,
 ) -> Result<UmapLayout> {
     let start = Instant::now();
     let opts = UmapOptions {
@@ -249,6 +209,15 @@ fn umap_layout(
         seed: opts.seed,
         runtime_s: start.elapsed().as_secs_f64(),
     })
+}
+
+/// The probe run's options for a suite: every task it can run, skipping (and listing) the rest.
+fn probe_options(cfg: &SuiteConfig, ctx: &RunContext) -> ProbeOptions {
+    ProbeOptions {
+        seed: cfg.seed,
+        skip_unavailable: true,
+        ..ProbeOptions::new(&ctx.data_dir)
+    }
 }
 
 /// Runs the suite: probes, UMAPs; `progress(step, total, what)` follows along.
@@ -274,143 +243,39 @@ pub fn run_suite(
         sets.push(load_set(src, k, &mut |m| progress(step, total, &m))?);
         step += 1;
     }
-    suite::unique_names(&mut sets);
+    unique_names(&mut sets);
     if cfg.baseline {
         sets.push(EmbeddingSet::random_like(&sets[0].embeddings, cfg.seed));
     }
-    let opts = ProbeOptions {
-        data_dir: ctx.data_dir.clone(),
-        seed: cfg.seed,
-        folds: None,
-        pair_feature: PairFeature::Sum,
-        model: LogisticRegression::default(),
-        solver: Solver::Lbfgs,
-        skip_unavailable: true,
-        export_folds: None,
+    let opts = probe_options(cfg, ctx);
+    let input = ProbeInput {
+        tasks: &selected,
+        sets: &sets,
+        gene_map: ctx.gene_map,
+        tasks_origin: &ctx.tasks.origin,
     };
-    let probe = suite::run_probe(
-        &selected,
-        &sets,
-        ctx.gene_map,
-        &opts,
-        &ctx.tasks.origin,
-        |t| {
-            progress(step, total, &t.name);
-            step += 1;
-        },
-    )?;
+    let (probe, views) = run_probe_with_views(&input, &opts, cfg.umap, |t| {
+        progress(step, total, &t.name);
+        step += 1;
+    })?;
     let mut umaps = Vec::new();
     if cfg.umap {
-        let colour_task: Option<&TaskSpec> = match &cfg.umap_task {
-            Some(name) => Some(
-                ctx.tasks
-                    .tasks
-                    .iter()
-                    .find(|t| &t.name == name)
-                    .with_context(|| format!("umap_task '{name}' is not a known task"))?,
-            ),
-            None => probe
-                .results
-                .iter()
-                .filter(|r| r.group == TaskGroup::Gene)
-                .find_map(|r| ctx.tasks.tasks.iter().find(|t| t.name == r.task)),
+        let layouts = Layouts {
+            cfg,
+            ctx,
+            sets: &sets,
+            views: &views,
+            opts: &opts,
         };
-        for set in &sets {
-            progress(step, total, &format!("UMAP of {}", set.name));
+        umaps = layouts.genes(&probe, &mut |what| {
+            progress(step, total, what);
             step += 1;
-            let e = &set.embeddings;
-            let colour =
-                match colour_task.and_then(|t| gene_classes(t, ctx, e, cfg.seed).map(|c| (c, t))) {
-                    Some(((n, c), t)) => (t.name.clone(), n, c),
-                    None => (String::new(), Vec::new(), vec![None; e.len()]),
-                };
-            umaps.push(
-                umap_layout(
-                    &e.values, e.dim, cfg.seed, &set.name, "genes", &e.ids, colour,
-                )
-                .with_context(|| format!("UMAP of {}", set.name))?,
-            );
-        }
-    }
-    // Cells of each cell task that ran, laid out per set and coloured by type.
-    if cfg.umap {
-        for task in selected.iter().filter(|t| t.group == TaskGroup::Cell) {
-            if !probe.results.iter().any(|r| r.task == task.name) {
-                continue;
-            }
-            let Some(src) = &task.cells else { continue };
-            let data = crate::eval::cells::load(src, &ctx.data_dir)?;
-            for set in &sets {
-                let resolver = GeneResolver::new(&set.embeddings, ctx.gene_map.map(|(m, _)| m));
-                let (x, _) =
-                    crate::embed::cells::genept_w(&data.matrix, &set.embeddings, &resolver)?;
-                let colour = (
-                    task.name.clone(),
-                    data.class_names.clone(),
-                    data.labels.iter().map(|&l| Some(l)).collect(),
-                );
-                let names = &data.matrix.cells;
-                umaps.push(
-                    umap_layout(
-                        &x,
-                        set.embeddings.dim,
-                        cfg.seed,
-                        &set.name,
-                        "cells",
-                        names,
-                        colour,
-                    )
-                    .with_context(|| format!("UMAP of {} cells, {}", task.name, set.name))?,
-                );
-            }
-        }
-    }
-    // Both modalities of each integration task that ran, coloured by modality, then by type
-    // (one layout, two colourings).
-    if cfg.umap {
-        for task in selected
-            .iter()
-            .filter(|t| t.group == TaskGroup::Integration)
-        {
-            if !probe.results.iter().any(|r| r.task == task.name) {
-                continue;
-            }
-            let Some(src) = &task.integration else {
-                continue;
-            };
-            let data = crate::eval::integration::load(src, &ctx.data_dir)?;
-            for set in &sets {
-                let resolver = GeneResolver::new(&set.embeddings, ctx.gene_map.map(|(m, _)| m));
-                let ev = crate::eval::integration::vectors(&data, &set.embeddings, &resolver)?;
-                let cell_names = &data.rna.cells;
-                let names: Vec<String> = ["RNA", "ADT"]
-                    .iter()
-                    .flat_map(|m| {
-                        ev.cells
-                            .iter()
-                            .map(move |&i| format!("{} {m}", cell_names[i]))
-                    })
-                    .collect();
-                let by_modality = umap_layout(
-                    &ev.x,
-                    set.embeddings.dim,
-                    cfg.seed,
-                    &set.name,
-                    "cells",
-                    &names,
-                    (
-                        format!("{} (modality)", task.name),
-                        vec!["RNA".into(), "ADT".into()],
-                        ev.batches.iter().map(|&b| Some(b)).collect(),
-                    ),
-                )
-                .with_context(|| format!("UMAP of {} cells, {}", task.name, set.name))?;
-                let mut by_type = by_modality.clone();
-                by_type.colour_task = format!("{} (gated type)", task.name);
-                by_type.class_names = data.class_names.clone();
-                by_type.classes = ev.labels.iter().map(|&l| Some(l)).collect();
-                umaps.push(by_modality);
-                umaps.push(by_type);
+        })?;
+        // Cells of each cell task that ran, per set, coloured by type; then both modalities of
+        // each integration task, coloured by modality and by type (one layout, two colourings).
+        for group in [TaskGroup::Cell, TaskGroup::Integration] {
+            for task in selected.iter().filter(|t| t.group() == group) {
+                umaps.extend(layouts.points(&task.name)?);
             }
         }
     }
@@ -423,4 +288,146 @@ pub fn run_suite(
         umaps,
         not_run: Vec::new(),
     })
+}
+
+/// Builds the report's layouts from what the probe run handed back.
+struct Layouts<'a> {
+    cfg: &'a SuiteConfig,
+    ctx: &'a RunContext<'a>,
+    sets: &'a [EmbeddingSet],
+    views: &'a Views,
+    opts: &'a ProbeOptions,
+}
+
+impl Layouts<'_> {
+    fn views_of(&self, task: &str) -> &[SetViews] {
+        self.views
+            .iter()
+            .find(|(t, _)| t == task)
+            .map_or(&[][..], |(_, v)| v.as_slice())
+    }
+
+    /// The task whose classes colour the gene layouts: the suite's `umap_task`, else the first
+    /// gene task with results.
+    fn colour_task(&self, probe: &ProbeReport) -> Result<Option<&TaskSpec>> {
+        let tasks = &self.ctx.tasks.tasks;
+        Ok(match &self.cfg.umap_task {
+            Some(name) => Some(
+                tasks
+                    .iter()
+                    .find(|t| &t.name == name)
+                    .with_context(|| format!("umap_task '{name}' is not a known task"))?,
+            ),
+            None => probe
+                .results
+                .iter()
+                .filter(|r| r.group() == TaskGroup::Gene)
+                .find_map(|r| tasks.iter().find(|t| t.name == r.task)),
+        })
+    }
+
+    /// A gene task's classes on set `k`: from the probe run, else read from its files (a colour
+    /// task the run did not probe on this set).
+    fn gene_classes(&self, task: &TaskSpec, k: usize) -> Option<GeneClasses> {
+        let TaskKind::Gene(spec) = &task.kind else {
+            return None;
+        };
+        let from_run = self.views_of(&task.name).iter().find_map(|v| match v {
+            SetViews::GeneClasses { set, classes } if *set == k => Some(classes.clone()),
+            _ => None,
+        });
+        from_run.or_else(|| {
+            let input = RunInput {
+                data_dir: &self.ctx.data_dir,
+                sets: self.sets,
+                gene_map: self.ctx.gene_map.map(|(m, _)| m),
+                seed: self.cfg.seed,
+                folds: None,
+                pair_feature: self.opts.pair_feature,
+                model: &self.opts.model,
+                solver: self.opts.solver,
+                export_folds: None,
+                skip_unavailable: true,
+                keep_views: true,
+            };
+            labelled::gene_classes(spec, &input, &self.sets[k])
+        })
+    }
+
+    /// One layout of every set's genes, coloured by the colour task.
+    fn genes(&self, probe: &ProbeReport, step: &mut impl FnMut(&str)) -> Result<Vec<UmapLayout>> {
+        let colour_task = self.colour_task(probe)?;
+        let mut out = Vec::new();
+        for (k, set) in self.sets.iter().enumerate() {
+            step(&format!("UMAP of {}", set.name));
+            let e = &set.embeddings;
+            let colour = colour_task.and_then(|t| {
+                let classes = self.gene_classes(t, k)?;
+                let TaskKind::Gene(spec) = &t.kind else {
+                    return None;
+                };
+                Some((t.name.clone(), spec.class_names(), classes))
+            });
+            let colour = colour.unwrap_or_else(|| (String::new(), Vec::new(), vec![None; e.len()]));
+            out.push(
+                umap_layout(
+                    &e.values,
+                    e.dim,
+                    self.cfg.seed,
+                    &set.name,
+                    "genes",
+                    &e.ids,
+                    colour,
+                )
+                .with_context(|| format!("UMAP of {}", set.name))?,
+            );
+        }
+        Ok(out)
+    }
+
+    /// The layouts of the point clouds a cell or integration task built: one layout per set,
+    /// repeated for each further colouring.
+    fn points(&self, task: &str) -> Result<Vec<UmapLayout>> {
+        let mut out = Vec::new();
+        for view in self.views_of(task) {
+            let SetViews::Points(PointCloud {
+                set,
+                names,
+                x,
+                dim,
+                colourings,
+            }) = view
+            else {
+                continue;
+            };
+            let set = &self.sets[*set].name;
+            let colour =
+                |c: &Colouring| (c.label.clone(), c.class_names.clone(), c.classes.clone());
+            let first = umap_layout(
+                x,
+                *dim,
+                self.cfg.seed,
+                set,
+                "cells",
+                names,
+                colour(&colourings[0]),
+            )
+            .with_context(|| format!("UMAP of {task} cells, {set}"))?;
+            let recoloured: Vec<UmapLayout> = colourings[1..]
+                .iter()
+                .map(|c| {
+                    let (colour_task, class_names, classes) = colour(c);
+                    UmapLayout {
+                        colour_task,
+                        class_names,
+                        classes,
+                        ..first.clone()
+                    }
+                })
+                .collect();
+            out.push(first);
+            out.extend(recoloured);
+        }
+        Ok(out)
+    }
 }

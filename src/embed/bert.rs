@@ -51,7 +51,19 @@ pub struct EncodeOptions {
     /// Texts per forward pass (after sorting by length).
     pub batch_size: usize,
     pub pooling: Pooling,
+    /// L2-normalise each text's vector.
     pub normalize: bool,
+}
+
+impl Default for EncodeOptions {
+    /// 32 texts per pass, mean pooling, L2-normalised (the GenePT protocol).
+    fn default() -> Self {
+        Self {
+            batch_size: 32,
+            pooling: Pooling::Mean,
+            normalize: true,
+        }
+    }
 }
 
 /// A loaded encoder.

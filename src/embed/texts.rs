@@ -11,6 +11,11 @@ use anyhow::{bail, Context, Result};
 
 use crate::io::table::{ColumnRef, Table};
 
+/// The gene id column a text table is read by unless told otherwise.
+pub const ID_COLUMN: &str = "symbol";
+/// The text column a text table is read by unless told otherwise.
+pub const TEXT_COLUMN: &str = "profile";
+
 /// Reads a gene list; duplicate genes are an error naming both lines.
 pub fn read_gene_list(path: &Path) -> Result<Vec<String>> {
     let text = std::fs::read_to_string(path)

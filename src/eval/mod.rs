@@ -1,14 +1,18 @@
-//! Evaluation: benchmark tasks (data), datasets built from them, probing classifiers, splits and
-//! metrics. Metrics and the classifier are pure; only `task` reads files.
+//! Evaluation: benchmark tasks as data (`task`), one module per task kind that reads its data,
+//! scores embedding sets and returns typed outcomes (`kinds`), the probing classifier with its
+//! splits and metrics (`probe`), the scIB integration metrics (`scib`, and `scib_files` for
+//! `bftkit scib`), the typed main metrics (`metric`), coverage counts (`coverage`), the
+//! embedding sets compared (`sets`), results and their JSON form (`result`), and the
+//! orchestration over tasks and sets (`suite`). Metrics and the classifier are pure; only the
+//! kinds and `scib_files` read files.
 
-pub mod cells;
-pub mod dataset;
-pub mod integration;
-pub mod logreg;
-pub mod metrics;
-pub mod perturb;
+pub mod coverage;
+pub mod kinds;
+pub mod metric;
 pub mod probe;
+pub mod result;
 pub mod scib;
-pub mod split;
+pub mod scib_files;
+pub mod sets;
 pub mod suite;
 pub mod task;

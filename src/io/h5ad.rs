@@ -487,42 +487,6 @@ mod tests {
         assert_eq!(x.matrix.n_genes(), 5);
     }
 
-    /// A cell task reads an .h5ad matrix and takes its labels from obs.
-    #[test]
-    fn cell_tasks_take_h5ad_matrices_and_obs_labels() {
-        let spec = crate::eval::task::TaskSpec::from_toml(
-            r#"
-name = "t"
-title = "t"
-group = "cell"
-main_metric = "accuracy"
-[cells]
-matrix = "csr_raw.h5ad"
-label_column = "cell_type"
-[protocol]
-split = "stratified_kfold"
-folds = 2
-"#,
-            "test",
-        )
-        .unwrap();
-        let src = spec.cells.as_ref().unwrap();
-        let d = crate::eval::cells::load(src, &dir()).unwrap();
-        assert_eq!(d.class_names, ["B", "NK", "T"]);
-        assert_eq!(d.labels, [0, 2, 2, 1, 0, 2, 1]);
-        assert_eq!(d.matrix.n_genes(), 7, "raw by default");
-        let mut missing = src.clone();
-        missing.label_column = "celltype".into();
-        let e = format!(
-            "{:#}",
-            crate::eval::cells::load(&missing, &dir()).err().unwrap()
-        );
-        assert!(
-            e.contains("no column 'celltype'") && e.contains("cell_type"),
-            "{e}"
-        );
-    }
-
     #[test]
     fn bad_files_are_clear_errors() {
         let e = format!(

@@ -15,10 +15,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 
 use super::plot;
-use crate::eval::suite::{ProbeReport, TaskResult};
-
-/// The task groups of the report, in column order.
-pub const GROUPS: [&str; 5] = ["gene", "pair", "cell", "integration", "perturbation"];
+use crate::eval::kinds::TaskGroup;
+use crate::eval::result::{ProbeReport, TaskResult};
 
 /// A 2-D UMAP of one embedding set, coloured by the classes of one task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -94,8 +92,9 @@ impl ReportData {
 struct Column<'a> {
     task: &'a str,
     title: &'a str,
-    group: String,
-    metric: &'a str,
+    group: TaskGroup,
+    metric: &'static str,
+    higher_is_better: bool,
 }
 
 /// The summary grid: rows (embedding sets, unique names across runs), columns (tasks in group
@@ -106,32 +105,9 @@ pub struct Summary<'a> {
     cells: BTreeMap<(usize, usize), &'a TaskResult>,
 }
 
-fn group_of(r: &TaskResult) -> String {
-    serde_json::to_value(r.group)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_string))
-        .unwrap_or_else(|| "gene".into())
-}
-
 fn main_value(r: &TaskResult) -> (f64, f64) {
-    if let Some(m) = r.extra.get(&r.main_metric) {
-        return (m.mean, m.sd);
-    }
-    let Some(s) = &r.scores else {
-        return (f64::NAN, f64::NAN);
-    };
-    let m = match r.main_metric.as_str() {
-        "average_precision" => &s.average_precision,
-        "accuracy" => &s.accuracy,
-        "f1" => &s.f1,
-        _ => &s.roc_auc,
-    };
+    let m = r.main_value();
     (m.mean, m.sd)
-}
-
-/// Whether a larger value of the metric is better (errors are smaller-is-better).
-pub fn higher_is_better(metric: &str) -> bool {
-    !metric.ends_with("mse")
 }
 
 impl<'a> Summary<'a> {
@@ -157,8 +133,9 @@ impl<'a> Summary<'a> {
                         columns.push(Column {
                             task: &r.task,
                             title: &r.title,
-                            group: group_of(r),
-                            metric: &r.main_metric,
+                            group: r.group(),
+                            metric: r.main_metric(),
+                            higher_is_better: r.higher_is_better(),
                         });
                         columns.len() - 1
                     }
@@ -170,7 +147,7 @@ impl<'a> Summary<'a> {
         }
         // Stable sort of columns by group order; cells follow their column.
         let mut order: Vec<usize> = (0..columns.len()).collect();
-        order.sort_by_key(|&c| GROUPS.iter().position(|g| *g == columns[c].group));
+        order.sort_by_key(|&c| TaskGroup::ALL.iter().position(|g| *g == columns[c].group));
         let mut new_cells = BTreeMap::new();
         for (new, &old) in order.iter().enumerate() {
             for row in 0..rows.len() {
@@ -193,7 +170,7 @@ impl<'a> Summary<'a> {
 
     /// The row(s) holding the best (highest) main-metric mean of a column.
     pub fn best_rows(&self, col: usize) -> Vec<usize> {
-        let sign = if higher_is_better(self.columns[col].metric) {
+        let sign = if self.columns[col].higher_is_better {
             1.0
         } else {
             -1.0
@@ -251,9 +228,10 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
     let s = Summary::new(data);
     let mut figures: Vec<(String, PathBuf)> = Vec::new();
     // Score bars, one figure per group present.
-    for g in GROUPS {
+    for group in TaskGroup::ALL {
+        let g = group.name();
         let cols: Vec<usize> = (0..s.columns.len())
-            .filter(|&c| s.columns[c].group == g)
+            .filter(|&c| s.columns[c].group == group)
             .collect();
         if cols.is_empty() {
             continue;
@@ -377,8 +355,8 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
     let mut spans: Vec<(String, usize)> = Vec::new();
     for c in &s.columns {
         match spans.last_mut() {
-            Some((g, n)) if *g == c.group => *n += 1,
-            _ => spans.push((c.group.clone(), 1)),
+            Some((g, n)) if *g == c.group.name() => *n += 1,
+            _ => spans.push((c.group.name().to_string(), 1)),
         }
     }
     for (g, n) in &spans {
@@ -491,7 +469,7 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
     )?;
     for run in &data.runs {
         for t in &run.probe.results {
-            let classifier = match &t.scores {
+            let classifier = match t.outcome.probe_scores() {
                 Some(sc) => format!(
                     "<td>{:.3} ± {:.3}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>",
                     sc.roc_auc.mean,
@@ -509,13 +487,14 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
                  <td class=\"name\">{}</td></tr>",
                 esc(&t.task),
                 esc(&t.embedding_set),
-                t.n_positive,
-                t.n_negative,
-                100.0 * t.coverage.fraction(),
-                t.coverage.genes_matched,
-                t.coverage.genes_total,
+                t.outcome.counts().0,
+                t.outcome.counts().1,
+                100.0 * t.outcome.coverage().fraction(),
+                t.outcome.coverage().genes_matched,
+                t.outcome.coverage().genes_total,
                 esc(&t
-                    .extra
+                    .outcome
+                    .other_metrics()
                     .iter()
                     .map(|(k, v)| format!("{k} {:.3}", v.mean))
                     .collect::<Vec<_>>()

@@ -468,7 +468,7 @@ mod tests {
         let design = Design::new(&x, 2000, 8);
         let m = LogisticRegression::default().fit(design, &y).unwrap();
         let p = m.predict_proba(design);
-        let auc = crate::eval::metrics::roc_auc(&y, &p).unwrap();
+        let auc = crate::eval::probe::metrics::roc_auc(&y, &p).unwrap();
         assert!(auc > 0.97, "{auc}");
         assert!(m.weights[0] > m.weights[1] && m.weights[1] > m.weights[2].abs());
     }

@@ -2,7 +2,12 @@
 //!
 //! Features come from the embedding rows of each example (a gene's vector, or a pair's vectors
 //! combined by [`PairFeature`]); each fold standardises with its training rows only, fits L2
-//! logistic regression, and scores the held-out rows. Results are plain data ([`ProbeScores`]).
+//! logistic regression (`logreg`), and scores the held-out rows (`metrics`); folds come from
+//! `split`. Results are plain data ([`ProbeScores`]). Nothing here knows about task files.
+
+pub mod logreg;
+pub mod metrics;
+pub mod split;
 
 use std::time::Instant;
 
@@ -10,10 +15,44 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::dataset::ProbeDataset;
-use super::logreg::{Design, LogisticRegression, Standardizer};
-use super::metrics::{self, MeanSd};
+use anyhow::Context;
+
+use self::logreg::{Design, LogisticRegression, Standardizer};
+use self::metrics::MeanSd;
+use super::metric::ProbeMetric;
 use crate::io::GeneEmbeddings;
+
+/// Examples ready for a probe: embedding row(s) per example, labels and test folds.
+#[derive(Debug, Clone, Default)]
+pub struct ProbeDataset {
+    /// One embedding row per example (gene tasks) or two (pair tasks).
+    pub examples: Vec<Vec<usize>>,
+    pub labels: Vec<bool>,
+    /// Test fold of each example; `-1` = training only (fixed splits).
+    pub test_fold: Vec<i64>,
+    pub n_folds: usize,
+}
+
+impl ProbeDataset {
+    /// Writes the examples as TSV (`gene_a [gene_b] label test_fold`, genes as 0-based rows of
+    /// the embedding file, `test_fold` -1 = training only) so other tools can rerun the same folds.
+    pub fn write_tsv(&self, path: &std::path::Path) -> Result<()> {
+        use std::fmt::Write;
+        let pair = self.examples.first().is_some_and(|e| e.len() == 2);
+        let mut out = String::from(if pair {
+            "gene_a\tgene_b\tlabel\ttest_fold\n"
+        } else {
+            "gene_a\tlabel\ttest_fold\n"
+        });
+        for ((ex, &l), &f) in self.examples.iter().zip(&self.labels).zip(&self.test_fold) {
+            for g in ex {
+                write!(out, "{g}\t")?;
+            }
+            writeln!(out, "{}\t{f}", l as u8)?;
+        }
+        std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))
+    }
+}
 
 /// How two gene vectors become one pair feature vector.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -64,6 +103,18 @@ pub struct ProbeScores {
     pub all_converged: bool,
     pub max_iterations: usize,
     pub runtime_s: f64,
+}
+
+impl ProbeScores {
+    /// The mean ± sd of one metric over the folds.
+    pub fn metric(&self, metric: ProbeMetric) -> MeanSd {
+        match metric {
+            ProbeMetric::RocAuc => self.roc_auc,
+            ProbeMetric::AveragePrecision => self.average_precision,
+            ProbeMetric::Accuracy => self.accuracy,
+            ProbeMetric::F1 => self.f1,
+        }
+    }
 }
 
 /// Builds the feature matrix (row-major, one row per example) of a dataset.
@@ -162,7 +213,7 @@ fn run_fold(
     let train_design = Design::new(&x_train, train.len(), width);
     let fitted = match solver {
         Solver::Lbfgs => model.fit(train_design, &y_train)?,
-        Solver::Linfa => super::logreg::fit_linfa(model, train_design, &y_train)?,
+        Solver::Linfa => logreg::fit_linfa(model, train_design, &y_train)?,
     };
     let probs = fitted.predict_proba(Design::new(&x_test, test.len(), width));
     Ok(FoldScores {

@@ -1,58 +1,208 @@
-//! Cell-level evaluation (SPEC §4): cell-type prediction from cell embeddings by a 10-nearest-
-//! neighbour (cosine) classifier and by logistic regression (one-vs-rest, standardised, L2,
-//! C = 1), stratified 5-fold CV, accuracy and macro-F1 (plus macro one-vs-rest ROC-AUC and
-//! average precision for the regression); and k-means (k = number of types, k-means++, 10 seeded
-//! restarts) scored by ARI and NMI against the labels.
+//! Cell-type tasks: each cell becomes the GenePT-w vector of its expressed genes (the
+//! expression-weighted mean of their embeddings, L2-normalised; `embed::cells`), and the cell
+//! types are predicted from those vectors by a 10-nearest-neighbour (cosine) classifier and by
+//! logistic regression (one-vs-rest, standardised, L2, C = 1) under stratified k-fold CV —
+//! accuracy and macro-F1, plus macro one-vs-rest ROC-AUC and average precision for the
+//! regression — and clustered by k-means (k = number of types, k-means++, 10 seeded restarts)
+//! scored by ARI and NMI against the labels. docs/tasks.md has the protocol.
 
-use std::collections::BTreeMap;
-
-use anyhow::{bail, Context, Result};
-use rayon::prelude::*;
-
-use super::logreg::{Design, LogisticRegression, Standardizer};
-use super::metrics::{self, MeanSd};
-use super::probe::{FoldScores, ProbeScores};
-use super::split::stratified_kfold_classes;
-use super::task::CellSource;
-use crate::io::matrix::{read_mtx_or_dense, ExprMatrix, MtxNames};
-use crate::io::table::{ColumnRef, Table};
-use crate::numeric::cluster::{ari, kmeans, nmi};
 use std::collections::HashMap;
 use std::path::Path;
 
+use anyhow::{bail, Context, Result};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::labelled::Protocol;
+use super::matrix::{MatrixSource, ReadMatrix};
+use super::{Colouring, Outcome, PointCloud, RunInput, Scored, SetViews, TaskRun};
+use crate::embed::cells::{genept_w, CellCoverage};
+use crate::error::Error;
+use crate::eval::coverage::Coverage;
+use crate::eval::metric::CellMetric;
+use crate::eval::probe::logreg::{Design, LogisticRegression, Standardizer};
+use crate::eval::probe::metrics::{self, MeanSd};
+use crate::eval::probe::split::stratified_kfold_classes;
+use crate::eval::probe::{FoldScores, ProbeScores};
+use crate::io::matrix::ExprMatrix;
+use crate::io::table::{ColumnRef, Table};
+use crate::numeric::cluster::{ari, kmeans, nmi};
+
+/// A cell task's `[cells]`, `[protocol]` and `main_metric`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellTask {
+    #[serde(default)]
+    pub main_metric: CellMetric,
+    pub cells: CellSource,
+    #[serde(default)]
+    pub protocol: Protocol,
+}
+
+/// A cell task's data: the expression matrix and the cell labels.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CellSource {
+    pub matrix: MatrixSource,
+    /// Cell annotations (CSV/TSV with a header): the cell-id column and the label column. For
+    /// an `.h5ad` matrix without `labels_file`, `label_column` names an `obs` column.
+    #[serde(default)]
+    pub labels_file: Option<String>,
+    #[serde(default)]
+    pub cell_column: String,
+    pub label_column: String,
+}
+
+impl CellTask {
+    pub fn check(&self) -> Result<()> {
+        let Protocol::StratifiedKfold { folds } = self.protocol else {
+            bail!("cell tasks use split = \"stratified_kfold\"");
+        };
+        if folds < 2 {
+            bail!("stratified_kfold needs folds >= 2");
+        }
+        self.cells.matrix.check()?;
+        let c = &self.cells;
+        if c.labels_file.is_none() && !c.matrix.is_h5ad() {
+            bail!("a cell task needs labels_file (or an .h5ad matrix with obs labels)");
+        }
+        if c.labels_file.is_some() && c.cell_column.is_empty() {
+            bail!("labels_file needs cell_column");
+        }
+        Ok(())
+    }
+
+    /// Every data file the task reads, relative to the data folder.
+    pub fn files(&self) -> Vec<&str> {
+        let mut f = self.cells.matrix.files();
+        f.extend(self.cells.labels_file.as_deref());
+        f
+    }
+
+    fn folds(&self, input: &RunInput<'_>) -> usize {
+        match self.protocol {
+            Protocol::StratifiedKfold { folds } => input.folds.unwrap_or(folds),
+            _ => unreachable!("checked when the task was read"),
+        }
+    }
+}
+
+/// A cell task's outcome on one set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CellOutcome {
+    pub metric: CellMetric,
+    pub n_folds: usize,
+    /// Cells scored.
+    pub cells: usize,
+    pub coverage: Coverage,
+    pub scores: CellScores,
+    /// Genes of the matrix with an embedding, and the expression mass they carry.
+    pub cell_coverage: CellCoverage,
+}
+
+impl CellOutcome {
+    /// The value of `metric` (k-means scores have sd 0).
+    pub fn value(&self, metric: CellMetric) -> MeanSd {
+        let one = |v: f64| MeanSd { mean: v, sd: 0.0 };
+        let p = &self.scores.probe;
+        match metric {
+            CellMetric::Accuracy => p.accuracy,
+            CellMetric::F1 => p.f1,
+            CellMetric::RocAuc => p.roc_auc,
+            CellMetric::AveragePrecision => p.average_precision,
+            CellMetric::Knn10Accuracy => self.scores.knn10_accuracy,
+            CellMetric::Knn10MacroF1 => self.scores.knn10_macro_f1,
+            CellMetric::KmeansAri => one(self.scores.kmeans_ari),
+            CellMetric::KmeansNmi => one(self.scores.kmeans_nmi),
+        }
+    }
+
+    /// The kNN and k-means metrics (the probe's are in its scores).
+    pub fn other_metrics(&self) -> Vec<(String, MeanSd)> {
+        use crate::eval::metric::Metric;
+        [
+            CellMetric::Knn10Accuracy,
+            CellMetric::Knn10MacroF1,
+            CellMetric::KmeansAri,
+            CellMetric::KmeansNmi,
+        ]
+        .into_iter()
+        .map(|m| (m.name().to_string(), self.value(m)))
+        .collect()
+    }
+}
+
+/// The task on every set: GenePT-w cell vectors, then [`evaluate`]. Any set that cannot be
+/// scored fails the task (a cell task compares sets on the same cells).
+pub fn run(name: &str, task: &CellTask, input: &RunInput<'_>) -> Result<TaskRun> {
+    let data = load(&task.cells, input.data_dir)?;
+    let folds = task.folds(input);
+    let (n, k) = (data.labels.len(), data.class_names.len());
+    let mut out = TaskRun::default();
+    for (s, set) in input.sets.iter().enumerate() {
+        let resolver = input.resolver(&set.embeddings);
+        let (x, cov) = genept_w(&data.matrix, &set.embeddings, &resolver)
+            .with_context(|| format!("cell vectors from '{}'", set.name))?;
+        let dim = set.embeddings.dim;
+        let (scores, assigned) = evaluate(&x, dim, &data.labels, k, folds, input.seed, input.model)
+            .with_context(|| format!("on '{}'", set.name))?;
+        if let (0, Some(dir)) = (s, input.export_folds) {
+            write_cells_tsv(&dir.join(format!("{name}.tsv")), &data, &x, dim, &assigned)?;
+        }
+        out.scored.push(Scored {
+            set: s,
+            protocol: format!(
+                "stratified {folds}-fold CV over {n} cells of {k} types, seed {}; GenePT-w cell \
+                 vectors; logistic regression one-vs-rest (macro metrics)",
+                input.seed
+            ),
+            outcome: Outcome::Cell(CellOutcome {
+                metric: task.main_metric,
+                n_folds: folds,
+                cells: n,
+                coverage: Coverage::of_cells(
+                    n + data.labels_without_cell,
+                    n - cov.cells_empty,
+                    &cov,
+                ),
+                scores,
+                cell_coverage: cov,
+            }),
+        });
+        if input.keep_views {
+            out.views.push(SetViews::Points(PointCloud {
+                set: s,
+                names: data.matrix.cells.clone(),
+                x,
+                dim,
+                colourings: vec![Colouring {
+                    label: name.to_string(),
+                    class_names: data.class_names.clone(),
+                    classes: data.labels.iter().map(|&l| Some(l)).collect(),
+                }],
+            }));
+        }
+    }
+    Ok(out)
+}
+
 /// A cell task's data: the expression of the labelled cells and their types.
-pub struct CellData {
+struct CellData {
     pub matrix: ExprMatrix,
     pub labels: Vec<usize>,
     pub class_names: Vec<String>,
-    /// Matrix cells without a label (not used), and labelled cells missing from the matrix.
-    pub unlabelled: usize,
+    /// Labelled cells missing from the matrix.
     pub labels_without_cell: usize,
 }
 
 /// Reads a cell task's matrix and labels (paths relative to `data_dir`); keeps the labelled
 /// cells, classes in sorted name order.
-pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
-    let path = data_dir.join(&src.matrix);
-    let mut h5ad_obs = None;
-    let m = if src.matrix.ends_with(".h5ad") {
-        let a = crate::io::h5ad::read_h5ad(&path, src.h5ad_raw)?;
-        h5ad_obs = Some(a.obs);
-        a.matrix
-    } else {
-        read_mtx_or_dense(
-            &path,
-            &MtxNames {
-                dir: data_dir,
-                genes: src.genes_file.as_deref(),
-                genes_column: src.genes_column,
-                cells: src.cells_file.as_deref(),
-                cells_column: src.cells_column,
-                header: src.names_header,
-                genes_are_rows: src.genes_are_rows,
-            },
-        )?
-    };
+fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
+    let path = data_dir.join(&src.matrix.file);
+    let ReadMatrix {
+        matrix: m,
+        obs: h5ad_obs,
+    } = src.matrix.read(data_dir)?;
     let mut label_of: HashMap<String, String> = HashMap::new();
     let labels_origin = match (&src.labels_file, h5ad_obs) {
         (Some(f), _) => {
@@ -91,7 +241,7 @@ pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
                     label_of.insert(cell.clone(), label.clone());
                 }
             }
-            format!("{} obs", src.matrix)
+            format!("{} obs", src.matrix.file)
         }
         (None, None) => bail!(
             "{}: no labels_file for a matrix without obs",
@@ -108,7 +258,7 @@ pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
         bail!(
             "{}: no cell of {} has a label in {}",
             path.display(),
-            src.matrix,
+            src.matrix.file,
             labels_origin
         );
     }
@@ -127,12 +277,10 @@ pub fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
         .keys()
         .filter(|c| !in_matrix.contains(c.as_str()))
         .count();
-    let unlabelled = m.n_cells() - keep.len();
     Ok(CellData {
         matrix: m.select_cells(&keep),
         labels,
         class_names,
-        unlabelled,
         labels_without_cell,
     })
 }
@@ -219,18 +367,26 @@ pub fn knn_predict(
         .collect()
 }
 
-/// Scores of a cell-type task: the logistic regression's in `ProbeScores` (macro metrics), the
-/// kNN and clustering ones in `extra`.
+/// Scores of a cell-type task: the one-vs-rest logistic regression's (macro metrics), the
+/// 10-nearest-neighbour classifier's (mean ± sd over folds), and k-means agreement with the
+/// labels.
+#[derive(Debug, Clone, PartialEq)]
 pub struct CellScores {
     pub probe: ProbeScores,
-    pub extra: BTreeMap<String, MeanSd>,
-    /// Each cell's test fold and k-means cluster (for cross-checks).
-    pub test_fold: Vec<usize>,
-    pub clusters: Vec<usize>,
+    pub knn10_accuracy: MeanSd,
+    pub knn10_macro_f1: MeanSd,
+    pub kmeans_ari: f64,
+    pub kmeans_nmi: f64,
+}
+
+/// Each cell's test fold and k-means cluster (for cross-checks).
+struct CellAssignments {
+    test_fold: Vec<usize>,
+    clusters: Vec<usize>,
 }
 
 /// Cross-validated cell-type prediction and clustering of `x` (`n × d`) against `labels`.
-pub fn evaluate(
+fn evaluate(
     x: &[f32],
     d: usize,
     labels: &[usize],
@@ -238,7 +394,7 @@ pub fn evaluate(
     folds: usize,
     seed: u64,
     model: &LogisticRegression,
-) -> Result<CellScores> {
+) -> Result<(CellScores, CellAssignments)> {
     let start = std::time::Instant::now();
     let n = labels.len();
     if x.len() != n * d || n == 0 {
@@ -249,10 +405,10 @@ pub fn evaluate(
         counts[l] += 1;
     }
     if let Some(c) = counts.iter().position(|&c| c < folds) {
-        bail!(
+        return Err(Error::too_few(format!(
             "class {c} has {} cells, fewer than the {folds} folds",
             counts[c]
-        );
+        )));
     }
     let split = stratified_kfold_classes(labels, folds, seed);
     let gather = |rows: &[usize]| -> Vec<f32> {
@@ -327,16 +483,7 @@ pub fn evaluate(
             test_fold[i] = f;
         }
     }
-    let one = |v: f64| MeanSd { mean: v, sd: 0.0 };
-    let mut extra = BTreeMap::new();
-    extra.insert(
-        "knn10_accuracy".into(),
-        MeanSd::of(&knn_acc).expect("folds"),
-    );
-    extra.insert("knn10_macro_f1".into(), MeanSd::of(&knn_f1).expect("folds"));
-    extra.insert("kmeans_ari".into(), one(ari(labels, &clusters)));
-    extra.insert("kmeans_nmi".into(), one(nmi(labels, &clusters)));
-    Ok(CellScores {
+    let scores = CellScores {
         probe: ProbeScores {
             roc_auc: summary(|f| f.roc_auc),
             average_precision: summary(|f| f.average_precision),
@@ -347,10 +494,50 @@ pub fn evaluate(
             folds: fold_scores,
             runtime_s: start.elapsed().as_secs_f64(),
         },
-        extra,
-        test_fold,
-        clusters,
-    })
+        knn10_accuracy: MeanSd::of(&knn_acc).expect("folds"),
+        knn10_macro_f1: MeanSd::of(&knn_f1).expect("folds"),
+        kmeans_ari: ari(labels, &clusters),
+        kmeans_nmi: nmi(labels, &clusters),
+    };
+    Ok((
+        scores,
+        CellAssignments {
+            test_fold,
+            clusters,
+        },
+    ))
+}
+
+/// Cell vectors, labels, folds and k-means clusters as TSV, for cross-checks with other tools.
+fn write_cells_tsv(
+    path: &Path,
+    data: &CellData,
+    x: &[f32],
+    d: usize,
+    assigned: &CellAssignments,
+) -> Result<()> {
+    use std::fmt::Write as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("{}: cannot create", dir.display()))?;
+    }
+    let mut out = String::from("cell\tlabel\ttest_fold\tkmeans");
+    for j in 0..d {
+        write!(out, "\tv{j}")?;
+    }
+    out.push('\n');
+    for (i, cell) in data.matrix.cells.iter().enumerate() {
+        write!(
+            out,
+            "{cell}\t{}\t{}\t{}",
+            data.class_names[data.labels[i]], assigned.test_fold[i], assigned.clusters[i]
+        )?;
+        for v in &x[i * d..(i + 1) * d] {
+            write!(out, "\t{v}")?;
+        }
+        out.push('\n');
+    }
+    std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))
 }
 
 #[cfg(test)]
@@ -384,19 +571,56 @@ mod tests {
             }
         }
         let lr = LogisticRegression::default();
-        let s = evaluate(&x, d, &y, k, 5, 0, &lr).unwrap();
+        let (s, _) = evaluate(&x, d, &y, k, 5, 0, &lr).unwrap();
         assert!(s.probe.accuracy.mean > 0.97 && s.probe.f1.mean > 0.97);
-        assert!(s.extra["knn10_accuracy"].mean > 0.97);
-        assert!(s.extra["kmeans_ari"].mean > 0.9 && s.extra["kmeans_nmi"].mean > 0.9);
+        assert!(s.knn10_accuracy.mean > 0.97);
+        assert!(s.kmeans_ari > 0.9 && s.kmeans_nmi > 0.9);
         let noise: Vec<f32> = (0..x.len())
             .map(|_| StandardNormal.sample(&mut rng))
             .collect();
-        let r = evaluate(&noise, d, &y, k, 5, 0, &lr).unwrap();
+        let (r, _) = evaluate(&noise, d, &y, k, 5, 0, &lr).unwrap();
         assert!(r.probe.accuracy.mean < 0.6, "{}", r.probe.accuracy.mean);
-        assert!(r.extra["kmeans_ari"].mean < 0.2);
+        assert!(r.kmeans_ari < 0.2);
         // Same seed, same answer.
-        let again = evaluate(&x, d, &y, k, 5, 0, &lr).unwrap();
-        assert_eq!(again.extra["kmeans_ari"], s.extra["kmeans_ari"]);
+        let (again, _) = evaluate(&x, d, &y, k, 5, 0, &lr).unwrap();
+        assert_eq!(again.kmeans_ari, s.kmeans_ari);
         assert_eq!(again.probe.folds, s.probe.folds);
+    }
+
+    /// A cell task reads an .h5ad matrix and takes its labels from obs.
+    #[test]
+    fn cell_tasks_take_h5ad_matrices_and_obs_labels() {
+        let spec = crate::eval::task::TaskSpec::from_toml(
+            r#"
+name = "t"
+title = "t"
+group = "cell"
+main_metric = "accuracy"
+[cells]
+label_column = "cell_type"
+[cells.matrix]
+file = "csr_raw.h5ad"
+[protocol]
+split = "stratified_kfold"
+folds = 2
+"#,
+            "test",
+        )
+        .unwrap();
+        let crate::eval::task::TaskKind::Cell(task) = spec.kind else {
+            panic!("a cell task")
+        };
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/h5ad");
+        let d = load(&task.cells, &dir).unwrap();
+        assert_eq!(d.class_names, ["B", "NK", "T"]);
+        assert_eq!(d.labels, [0, 2, 2, 1, 0, 2, 1]);
+        assert_eq!(d.matrix.n_genes(), 7, "raw by default");
+        let mut missing = task.cells.clone();
+        missing.label_column = "celltype".into();
+        let e = format!("{:#}", load(&missing, &dir).err().unwrap());
+        assert!(
+            e.contains("no column 'celltype'") && e.contains("cell_type"),
+            "{e}"
+        );
     }
 }

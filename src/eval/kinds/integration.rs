@@ -1,5 +1,8 @@
-//! Integration evaluation on files: scIB metrics (`scib`) for any cell embedding with a cell
-//! annotation table (`bftkit scib`), and the RNA/ADT integration task (SPEC §5).
+//! RNA/ADT integration tasks: each cell gets an RNA vector (GenePT-w over its log-normalised
+//! genes) and an ADT vector (the same weighting over its log-normalised antibodies, each antibody
+//! standing for the mean embedding of its target genes); modality is the batch, and the scIB
+//! metrics (`eval::scib`) score how well the two mix while the cell types stay apart. Cell types
+//! come from a protein-marker gating rule in the task file. docs/tasks.md has the protocol.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -7,176 +10,171 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::scib::{self, ScibScores, ScibTimings};
+use super::matrix::MatrixSource;
+use super::{Colouring, Outcome, PointCloud, RunInput, Scored, SetViews, TaskRun};
 use crate::embed::cells::{genept_w, CellCoverage};
-use crate::io::matrix::{read_dense, read_mtx_or_dense, ExprMatrix, MtxNames};
-use crate::io::table::{ColumnRef, Table};
+use crate::error::Error;
+use crate::eval::coverage::Coverage;
+use crate::eval::metric::ScibMetric;
+use crate::eval::scib::{self, ScibInput, ScibScores};
+use crate::io::matrix::ExprMatrix;
 use crate::io::{GeneEmbeddings, GeneResolver};
 
-/// What `bftkit scib` reports.
+/// An integration task's `[integration]` section and `main_metric`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ScibReport {
-    pub bftkit_version: String,
-    pub embeddings: String,
-    pub pre: Option<String>,
-    pub cells: usize,
-    pub labels: Vec<String>,
-    pub batches: Vec<String>,
-    /// Cells of the annotation without a vector, and vectors without an annotation.
-    pub annotated_without_vector: usize,
-    pub vectors_without_annotation: usize,
-    pub seed: u64,
-    pub scores: ScibScores,
-    pub seconds: ScibTimings,
+#[serde(deny_unknown_fields)]
+pub struct IntegrationTask {
+    #[serde(default)]
+    pub main_metric: ScibMetric,
+    pub integration: IntegrationSource,
 }
 
-/// Label and batch of each annotated cell, read from a delimited file with a header.
-fn read_annotation(
-    path: &Path,
-    cell_col: &str,
-    label_col: &str,
-    batch_col: &str,
-) -> Result<HashMap<String, (String, String)>> {
-    let t = Table::read(path, true)?;
-    let (cc, lc, bc) = (
-        t.column(&ColumnRef::Name(cell_col.into()))?,
-        t.column(&ColumnRef::Name(label_col.into()))?,
-        t.column(&ColumnRef::Name(batch_col.into()))?,
-    );
-    let mut out = HashMap::new();
-    for row in &t.rows {
-        let (c, l, b) = (t.field(row, cc)?, t.field(row, lc)?, t.field(row, bc)?);
-        if l.is_empty() || b.is_empty() {
-            bail!(
-                "{}:{}: cell '{c}' has an empty label or batch",
-                path.display(),
-                row.0
-            );
+impl IntegrationTask {
+    pub fn check(&self) -> Result<()> {
+        self.integration.rna.check()?;
+        self.integration.adt.check()?;
+        if self.integration.gating.types.len() < 2 {
+            bail!("the gating rule needs at least two cell types");
         }
-        if out
-            .insert(c.to_string(), (l.to_string(), b.to_string()))
-            .is_some()
-        {
-            bail!("{}:{}: cell '{c}' appears twice", path.display(), row.0);
+        Ok(())
+    }
+
+    /// Every data file the task reads, relative to the data folder.
+    pub fn files(&self) -> Vec<&str> {
+        let mut f = self.integration.rna.files();
+        f.extend(self.integration.adt.files());
+        f
+    }
+}
+
+/// An integration task's outcome on one set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct IntegrationOutcome {
+    pub metric: ScibMetric,
+    /// Cells scored (each in both modalities).
+    pub cells: usize,
+    pub coverage: Coverage,
+    pub scores: ScibScores,
+    /// The RNA matrix's genes with an embedding, and the expression mass they carry.
+    pub cell_coverage: CellCoverage,
+}
+
+/// The task on every set: RNA and ADT GenePT-w vectors, modality as batch, scIB metrics.
+pub fn run(name: &str, task: &IntegrationTask, input: &RunInput<'_>) -> Result<TaskRun> {
+    let data = load(&task.integration, input.data_dir)?;
+    let g = &data.gating;
+    let gated = format!(
+        "{} cells in both modalities gated into {} ({}); unassigned: {} of no type, {} of \
+         several; cells in one matrix only: {} RNA, {} ADT",
+        data.labels.len(),
+        data.class_names.len(),
+        g.per_type
+            .iter()
+            .map(|(t, c)| format!("{t} {c}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        g.unassigned_no_type,
+        g.unassigned_several_types,
+        data.rna_only,
+        data.adt_only
+    );
+    let mut out = TaskRun::default();
+    for (s, set) in input.sets.iter().enumerate() {
+        let resolver = input.resolver(&set.embeddings);
+        let (ev, scores) = evaluate(&data, &set.embeddings, &resolver, input.seed)
+            .with_context(|| format!("on '{}'", set.name))?;
+        if let (0, Some(dir)) = (s, input.export_folds) {
+            export(dir, name, &data, &ev, set.embeddings.dim)?;
+        }
+        let n = ev.cells.len();
+        out.scored.push(Scored {
+            set: s,
+            protocol: format!(
+                "{gated}; {} without an RNA or ADT vector (left out); RNA and ADT GenePT-w vectors (ADT: {} of {} mapped antibodies with an \
+                 embedded target{}, {:.1}% of ADT mass), modality as batch; scIB metrics as \
+                 scib-metrics (exact neighbours; k-means seed {}); Total = 0.6 Bio + 0.4 Batch",
+                ev.cells_without_vector,
+                ev.antibodies_embedded,
+                ev.antibodies_mapped,
+                if ev.antibodies_missing.is_empty() {
+                    String::new()
+                } else {
+                    format!("; none for {}", ev.antibodies_missing.join(", "))
+                },
+                100.0 * ev.adt_coverage.mass_fraction,
+                input.seed
+            ),
+            outcome: Outcome::Integration(IntegrationOutcome {
+                metric: task.main_metric,
+                cells: n,
+                // Cells of the data (gated or not), and those scored.
+                coverage: Coverage::of_cells(
+                    data.labels.len() + g.unassigned_no_type + g.unassigned_several_types,
+                    n,
+                    &ev.rna_coverage,
+                ),
+                scores,
+                cell_coverage: ev.rna_coverage.clone(),
+            }),
+        });
+        if input.keep_views {
+            out.views.push(SetViews::Points(layout_points(
+                name,
+                s,
+                &data,
+                ev,
+                set.embeddings.dim,
+            )));
         }
     }
     Ok(out)
 }
 
-/// Codes of `names` in sorted order, and the sorted distinct names.
-pub fn encode(names: &[&str]) -> (Vec<usize>, Vec<String>) {
-    let mut uniq: Vec<String> = names.iter().map(|s| s.to_string()).collect();
-    uniq.sort();
-    uniq.dedup();
-    let codes = names
+/// Both modalities of the scored cells, coloured by modality and by gated type.
+fn layout_points(
+    name: &str,
+    set: usize,
+    data: &IntegrationData,
+    ev: IntegrationVectors,
+    dim: usize,
+) -> PointCloud {
+    let cell_names = &data.rna.cells;
+    let names: Vec<String> = ["RNA", "ADT"]
         .iter()
-        .map(|n| {
-            uniq.binary_search_by(|u| u.as_str().cmp(n))
-                .expect("present")
+        .flat_map(|m| {
+            ev.cells
+                .iter()
+                .map(move |&i| format!("{} {m}", cell_names[i]))
         })
         .collect();
-    (codes, uniq)
-}
-
-/// scIB metrics of a cell embedding file against an annotation (cell, label and batch
-/// columns); `pre` is the unintegrated representation for PCR comparison (same cell ids;
-/// without it PCR comparison is NaN and left out of Batch).
-pub fn scib_files(
-    embeddings: &Path,
-    annotation: &Path,
-    cols: (&str, &str, &str),
-    pre: Option<&Path>,
-    seed: u64,
-) -> Result<ScibReport> {
-    let e = GeneEmbeddings::read(embeddings)?;
-    let ann = read_annotation(annotation, cols.0, cols.1, cols.2)?;
-    let rows: Vec<usize> = (0..e.len())
-        .filter(|&i| ann.contains_key(&e.ids[i]))
-        .collect();
-    if rows.len() < 3 {
-        bail!(
-            "{}: only {} of its {} vectors have an annotation in {}",
-            embeddings.display(),
-            rows.len(),
-            e.len(),
-            annotation.display()
-        );
+    PointCloud {
+        set,
+        names,
+        x: ev.x,
+        dim,
+        colourings: vec![
+            Colouring {
+                label: format!("{name} (modality)"),
+                class_names: vec!["RNA".into(), "ADT".into()],
+                classes: ev.batches.iter().map(|&b| Some(b)).collect(),
+            },
+            Colouring {
+                label: format!("{name} (gated type)"),
+                class_names: data.class_names.clone(),
+                classes: ev.labels.iter().map(|&l| Some(l)).collect(),
+            },
+        ],
     }
-    let x: Vec<f32> = rows.iter().flat_map(|&i| e.row(i)).copied().collect();
-    let (labels, label_names) = encode(
-        &rows
-            .iter()
-            .map(|&i| ann[&e.ids[i]].0.as_str())
-            .collect::<Vec<_>>(),
-    );
-    let (batches, batch_names) = encode(
-        &rows
-            .iter()
-            .map(|&i| ann[&e.ids[i]].1.as_str())
-            .collect::<Vec<_>>(),
-    );
-    let pre_x = match pre {
-        Some(p) => {
-            let pe = GeneEmbeddings::read(p)?;
-            let at: HashMap<&str, usize> = pe
-                .ids
-                .iter()
-                .enumerate()
-                .map(|(i, s)| (s.as_str(), i))
-                .collect();
-            let mut v = Vec::with_capacity(rows.len() * pe.dim);
-            for &i in &rows {
-                let r = at.get(e.ids[i].as_str()).with_context(|| {
-                    format!("{}: no vector for cell '{}'", p.display(), e.ids[i])
-                })?;
-                v.extend_from_slice(pe.row(*r));
-            }
-            Some((v, pe.dim))
-        }
-        None => None,
-    };
-    let (scores, seconds) = match &pre_x {
-        Some((v, dp)) => scib::scib(&x, e.dim, &labels, &batches, Some((v, *dp)), seed)?,
-        None => scib::scib(&x, e.dim, &labels, &batches, None, seed)?,
-    };
-    Ok(ScibReport {
-        bftkit_version: env!("CARGO_PKG_VERSION").into(),
-        embeddings: embeddings.display().to_string(),
-        pre: pre.map(|p| p.display().to_string()),
-        cells: rows.len(),
-        labels: label_names,
-        batches: batch_names,
-        annotated_without_vector: {
-            let ids: std::collections::HashSet<&String> = e.ids.iter().collect();
-            ann.keys().filter(|c| !ids.contains(c)).count()
-        },
-        vectors_without_annotation: e.len() - rows.len(),
-        seed,
-        scores,
-        seconds,
-    })
 }
 
-/// The RNA/ADT integration task's data (SPEC §5): RNA counts (MatrixMarket or dense), ADT
-/// counts (dense, a row per cell, a header of antibody names), the curated antibody → target
-/// gene table and the protein-marker gating rule that labels the cells.
+/// The RNA/ADT integration task's data: the RNA and ADT counts of the same cells (ADT columns
+/// are antibodies), the curated antibody → target gene table and the protein-marker gating rule
+/// that labels the cells.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct IntegrationSource {
-    pub rna_matrix: String,
-    #[serde(default)]
-    pub rna_genes_file: Option<String>,
-    #[serde(default)]
-    pub rna_genes_column: usize,
-    #[serde(default)]
-    pub rna_cells_file: Option<String>,
-    #[serde(default)]
-    pub rna_cells_column: usize,
-    #[serde(default)]
-    pub names_header: bool,
-    #[serde(default)]
-    pub genes_are_rows: bool,
-    pub adt_matrix: String,
+    pub rna: MatrixSource,
+    pub adt: MatrixSource,
     /// Antibody → target gene symbols. Every antibody of the ADT matrix is either here or in
     /// `unmapped`; an antibody with several targets stands for the mean of their embeddings.
     pub antibodies: BTreeMap<String, Vec<String>>,
@@ -331,7 +329,7 @@ fn log_normalise(m: &mut ExprMatrix) {
 }
 
 /// The integration task's cells: both modalities of the gated cells, normalised.
-pub struct IntegrationData {
+struct IntegrationData {
     pub rna: ExprMatrix,
     pub adt: ExprMatrix,
     /// Target genes per ADT column (empty: unmapped).
@@ -349,22 +347,10 @@ pub struct IntegrationData {
 }
 
 /// Reads and gates the task's data (paths relative to `data_dir`).
-pub fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
-    let path = data_dir.join(&src.rna_matrix);
-    let rna = read_mtx_or_dense(
-        &path,
-        &MtxNames {
-            dir: data_dir,
-            genes: src.rna_genes_file.as_deref(),
-            genes_column: src.rna_genes_column,
-            cells: src.rna_cells_file.as_deref(),
-            cells_column: src.rna_cells_column,
-            header: src.names_header,
-            genes_are_rows: src.genes_are_rows,
-        },
-    )?;
-    let adt_path = data_dir.join(&src.adt_matrix);
-    let adt = read_dense(&adt_path)?;
+fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
+    let rna = src.rna.read(data_dir)?.matrix;
+    let adt_path = data_dir.join(&src.adt.file);
+    let adt = src.adt.read(data_dir)?.matrix;
     let mut targets = Vec::with_capacity(adt.n_genes());
     for a in &adt.genes {
         match (src.antibodies.get(a), src.unmapped.contains_key(a)) {
@@ -399,7 +385,9 @@ pub fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData>
         .filter_map(|a| Some((rna_at.get(adt.cells[a].as_str()).copied()?, a, gated[a]?)))
         .collect();
     if keep.is_empty() {
-        bail!("no cell is in both matrices with a gated type");
+        return Err(Error::too_few(
+            "no cell is in both matrices with a gated type",
+        ));
     }
     let class_names: Vec<String> = src.gating.types.iter().map(|t| t.name.clone()).collect();
     let used: Vec<usize> = {
@@ -470,7 +458,7 @@ fn unintegrated(rna: &ExprMatrix, adt: &ExprMatrix, top: usize) -> (Vec<f32>, us
 }
 
 /// What the metrics are computed on, for one embedding set.
-pub struct IntegrationVectors {
+struct IntegrationVectors {
     /// The cells scored (indices into the data's cells): those with a vector in both.
     pub cells: Vec<usize>,
     pub cells_without_vector: usize,
@@ -490,26 +478,26 @@ pub struct IntegrationVectors {
 
 /// GenePT-w vectors of both modalities in the gene-embedding space, modality as batch, and
 /// their scIB metrics.
-pub fn evaluate(
+fn evaluate(
     data: &IntegrationData,
     emb: &GeneEmbeddings,
     resolver: &GeneResolver<'_>,
     seed: u64,
 ) -> Result<(IntegrationVectors, ScibScores)> {
     let v = vectors(data, emb, resolver)?;
-    let (scores, _) = scib::scib(
-        &v.x,
-        emb.dim,
-        &v.labels,
-        &v.batches,
-        Some((&v.pre, data.pre_dim)),
-        seed,
-    )?;
+    let input = ScibInput {
+        x: &v.x,
+        dim: emb.dim,
+        labels: &v.labels,
+        batches: &v.batches,
+        pre: Some((&v.pre, data.pre_dim)),
+    };
+    let (scores, _) = scib::scib(&input, seed)?;
     Ok((v, scores))
 }
 
 /// The stacked RNA and ADT vectors of the cells that have both (see [`IntegrationVectors`]).
-pub fn vectors(
+fn vectors(
     data: &IntegrationData,
     emb: &GeneEmbeddings,
     resolver: &GeneResolver<'_>,
@@ -532,7 +520,9 @@ pub fn vectors(
     }
     let antibodies_mapped = data.targets.iter().filter(|t| !t.is_empty()).count();
     if ids.is_empty() {
-        bail!("no antibody target has an embedding ({antibodies_mapped} mapped antibodies)");
+        return Err(Error::too_few(format!(
+            "no antibody target has an embedding ({antibodies_mapped} mapped antibodies)"
+        )));
     }
     let antibodies_embedded = ids.len();
     let ab = GeneEmbeddings::new(ids, emb.dim, values, String::new())?;
@@ -548,7 +538,9 @@ pub fn vectors(
         .collect();
     let n = cells.len();
     if n < 3 {
-        bail!("only {n} of {n_all} cells have both an RNA and an ADT vector");
+        return Err(Error::too_few(format!(
+            "only {n} of {n_all} cells have both an RNA and an ADT vector"
+        )));
     }
     let rows = |x: &[f32], dim: usize, offset: usize| -> Vec<f32> {
         cells
@@ -589,7 +581,7 @@ pub fn vectors(
 /// The stacked vectors, the unintegrated representation and the labels/batches, for
 /// cross-checks with scib-metrics: `DIR/NAME.scib.safetensors`, `NAME.pre.safetensors`,
 /// `NAME.obs.tsv`.
-pub fn export(
+fn export(
     dir: &Path,
     name: &str,
     data: &IntegrationData,
@@ -642,7 +634,10 @@ mod tests {
             .find(|t| t.name == "integration_citeseq_eccite")
             .unwrap();
         let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/data");
-        (task.integration.unwrap(), data)
+        let crate::eval::task::TaskKind::Integration(i) = task.kind else {
+            panic!("an integration task")
+        };
+        (i.integration, data)
     }
 
     #[test]

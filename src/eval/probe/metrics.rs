@@ -105,10 +105,17 @@ pub fn f1(labels: &[bool], probs: &[f64]) -> f64 {
 }
 
 /// Mean and population standard deviation (ddof = 0, numpy's default) of a set of values.
+/// JSON writes an undefined (NaN) value as `null`, and reads `null` back as NaN.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MeanSd {
+    #[serde(deserialize_with = "nan_if_null")]
     pub mean: f64,
+    #[serde(deserialize_with = "nan_if_null")]
     pub sd: f64,
+}
+
+fn nan_if_null<'de, D: serde::Deserializer<'de>>(d: D) -> Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 impl MeanSd {

@@ -1,4 +1,4 @@
-//! Zero-shot perturbation response (SPEC §6). Per-target pseudobulk: each cell's counts are
+//! Zero-shot perturbation response tasks (docs/tasks.md). Per-target pseudobulk: each cell's counts are
 //! scaled to 10,000 and log1p-transformed, then averaged over the cells of a target; the target's
 //! delta is that mean minus the non-targeting controls' mean. Leave one perturbation out: the
 //! held-out target's delta is predicted as the cosine-weighted mean of the deltas of the `k`
@@ -14,10 +14,85 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::metrics::MeanSd;
+use super::{Outcome, RunInput, Scored, TaskRun};
+use crate::error::Error;
+use crate::eval::coverage::Coverage;
+use crate::eval::metric::{Metric, PerturbMetric};
+use crate::eval::probe::metrics::MeanSd;
 use crate::io::matrix::{read_mtx, read_names};
 use crate::io::table::{ColumnRef, Table};
 use crate::io::{GeneEmbeddings, GeneResolver};
+
+/// A perturbation task's `[perturbation]` section and `main_metric`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PerturbationTask {
+    #[serde(default)]
+    pub main_metric: PerturbMetric,
+    pub perturbation: PerturbSource,
+}
+
+impl PerturbationTask {
+    /// Every data file the task reads, relative to the data folder.
+    pub fn files(&self) -> Vec<&str> {
+        let p = &self.perturbation;
+        vec![
+            p.counts.as_str(),
+            p.genes_file.as_str(),
+            p.cells_file.as_str(),
+        ]
+    }
+}
+
+/// A perturbation task's outcome on one set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PerturbationOutcome {
+    pub metric: PerturbMetric,
+    pub coverage: Coverage,
+    pub scores: PerturbScores,
+}
+
+/// The task on every set: leave one perturbation out ([`evaluate`]).
+pub fn run(task: &PerturbationTask, input: &RunInput<'_>) -> Result<TaskRun> {
+    let src = &task.perturbation;
+    let data = load(src, input.data_dir)?;
+    let mut out = TaskRun::default();
+    for (k, set) in input.sets.iter().enumerate() {
+        let resolver = input.resolver(&set.embeddings);
+        let s = evaluate(&data, &set.embeddings, &resolver, src.k)
+            .with_context(|| format!("on '{}'", set.name))?;
+        out.scored.push(Scored {
+            set: k,
+            protocol: format!(
+                "leave one perturbation out over {} targets ({} with an embedding; {} control \
+                 cells; targets under {} cells left out: {}); {}-nearest targets by cosine",
+                s.targets_total,
+                s.targets_with_embedding,
+                data.control_cells,
+                src.min_cells,
+                if data.too_few_cells.is_empty() {
+                    "none".to_string()
+                } else {
+                    data.too_few_cells.join(", ")
+                },
+                src.k
+            ),
+            outcome: Outcome::Perturbation(PerturbationOutcome {
+                metric: task.main_metric,
+                coverage: Coverage {
+                    positive_total: s.targets_total,
+                    positive_matched: s.targets_with_embedding,
+                    genes_total: s.targets_total,
+                    genes_matched: s.targets_with_embedding,
+                    missing_genes: s.missing_targets.clone(),
+                    ..Coverage::default()
+                },
+                scores: s,
+            }),
+        });
+    }
+    Ok(out)
+}
 
 /// A perturbation task's data, as `tasks/*.toml` names it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -51,10 +126,9 @@ fn five() -> usize {
 }
 
 /// Pseudobulk deltas per target.
-pub struct PerturbData {
+struct PerturbData {
     pub genes: Vec<String>,
     pub targets: Vec<String>,
-    pub cells_per_target: Vec<usize>,
     /// `deltas[t][g]`: target mean minus control mean of log1p(CP10k).
     pub deltas: Vec<Vec<f64>>,
     pub control_cells: usize,
@@ -63,7 +137,7 @@ pub struct PerturbData {
 }
 
 /// Reads counts and annotations and forms the deltas.
-pub fn load(src: &PerturbSource, data_dir: &Path) -> Result<PerturbData> {
+fn load(src: &PerturbSource, data_dir: &Path) -> Result<PerturbData> {
     let genes = read_names(&data_dir.join(&src.genes_file), src.genes_column, true)?;
     let table = Table::read(&data_dir.join(&src.cells_file), true)?;
     let tc = table.column(&ColumnRef::Name(src.target_column.clone()))?;
@@ -108,15 +182,13 @@ pub fn load(src: &PerturbSource, data_dir: &Path) -> Result<PerturbData> {
         .iter()
         .map(|s| s / control_cells as f64)
         .collect();
-    let (mut targets, mut deltas, mut cells_per_target, mut too_few) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut targets, mut deltas, mut too_few) = (Vec::new(), Vec::new(), Vec::new());
     for (t, (sum, n)) in sums {
         if n < src.min_cells {
             too_few.push(t.to_string());
             continue;
         }
         targets.push(t.to_string());
-        cells_per_target.push(n);
         deltas.push(
             sum.iter()
                 .zip(&control)
@@ -125,12 +197,14 @@ pub fn load(src: &PerturbSource, data_dir: &Path) -> Result<PerturbData> {
         );
     }
     if targets.len() < 3 {
-        bail!("{}: fewer than 3 targets with enough cells", src.cells_file);
+        return Err(Error::too_few(format!(
+            "{}: fewer than 3 targets with enough cells",
+            src.cells_file
+        )));
     }
     Ok(PerturbData {
         genes,
         targets,
-        cells_per_target,
         deltas,
         control_cells,
         too_few_cells: too_few,
@@ -167,19 +241,113 @@ fn score(pred: &[f64], obs: &[f64]) -> (Option<f64>, Option<f64>, f64) {
     )
 }
 
-/// Scores and coverage of one embedding set.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One predictor's metrics, mean ± sd over held-out targets (a Pearson correlation is left out
+/// for a target where it is undefined; `None` when it is undefined for every target).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PredictionScores {
+    pub pearson_delta: Option<MeanSd>,
+    pub pearson_delta_top20: Option<MeanSd>,
+    pub mse: MeanSd,
+}
+
+impl PredictionScores {
+    /// Mean ± sd of each metric's per-target values.
+    fn of(values: &PerTarget) -> Self {
+        Self {
+            pearson_delta: MeanSd::of(&values.pearson),
+            pearson_delta_top20: MeanSd::of(&values.pearson_top20),
+            mse: MeanSd::of(&values.mse).expect("at least 3 targets"),
+        }
+    }
+
+    fn get(&self, metric: PerturbMetric) -> Option<MeanSd> {
+        match metric {
+            PerturbMetric::PearsonDelta => self.pearson_delta,
+            PerturbMetric::PearsonDeltaTop20 => self.pearson_delta_top20,
+            PerturbMetric::Mse => Some(self.mse),
+        }
+    }
+}
+
+/// Scores and coverage of one embedding set: the embedding neighbours' prediction, the mean
+/// of the training perturbations, and no change (MSE only).
+#[derive(Debug, Clone, PartialEq)]
 pub struct PerturbScores {
-    /// Metric name → mean ± sd over held-out targets (`pearson_delta`, `pearson_delta_top20`,
-    /// `mse`, and the same with `mean_baseline_` and `no_change_` prefixes).
-    pub metrics: BTreeMap<String, MeanSd>,
+    pub prediction: PredictionScores,
+    pub mean_baseline: PredictionScores,
+    pub no_change_mse: MeanSd,
     pub targets_total: usize,
     pub targets_with_embedding: usize,
     pub missing_targets: Vec<String>,
 }
 
+impl PerturbScores {
+    /// The prediction's value of `metric`.
+    pub fn get(&self, metric: PerturbMetric) -> Option<MeanSd> {
+        self.prediction.get(metric)
+    }
+
+    /// Every defined metric by name: the prediction's, then `mean_baseline_`- and
+    /// `no_change_`-prefixed baselines.
+    pub fn named(&self) -> Vec<(String, MeanSd)> {
+        let mut out = Vec::new();
+        for (prefix, p) in [
+            ("", &self.prediction),
+            ("mean_baseline_", &self.mean_baseline),
+        ] {
+            for m in PerturbMetric::ALL {
+                if let Some(v) = p.get(*m) {
+                    out.push((format!("{prefix}{}", m.name()), v));
+                }
+            }
+        }
+        out.push(("no_change_mse".to_string(), self.no_change_mse));
+        out
+    }
+
+    /// Rebuilds the scores from [`Self::named`]'s entries (results files).
+    pub fn from_named(
+        named: &BTreeMap<String, MeanSd>,
+        targets: (usize, usize),
+        missing_targets: Vec<String>,
+    ) -> Option<Self> {
+        let side = |prefix: &str| -> Option<PredictionScores> {
+            let at = |m: PerturbMetric| named.get(&format!("{prefix}{}", m.name())).copied();
+            Some(PredictionScores {
+                pearson_delta: at(PerturbMetric::PearsonDelta),
+                pearson_delta_top20: at(PerturbMetric::PearsonDeltaTop20),
+                mse: at(PerturbMetric::Mse)?,
+            })
+        };
+        Some(Self {
+            prediction: side("")?,
+            mean_baseline: side("mean_baseline_")?,
+            no_change_mse: *named.get("no_change_mse")?,
+            targets_total: targets.0,
+            targets_with_embedding: targets.1,
+            missing_targets,
+        })
+    }
+}
+
+/// One predictor's per-target values.
+#[derive(Default)]
+struct PerTarget {
+    pearson: Vec<f64>,
+    pearson_top20: Vec<f64>,
+    mse: Vec<f64>,
+}
+
+impl PerTarget {
+    fn push(&mut self, (r, r20, e): (Option<f64>, Option<f64>, f64)) {
+        self.pearson.extend(r);
+        self.pearson_top20.extend(r20);
+        self.mse.push(e);
+    }
+}
+
 /// Leave-one-perturbation-out prediction from the `k` nearest targets in embedding space.
-pub fn evaluate(
+fn evaluate(
     data: &PerturbData,
     emb: &GeneEmbeddings,
     resolver: &GeneResolver<'_>,
@@ -190,11 +358,11 @@ pub fn evaluate(
         .filter(|&i| rows[i].is_some())
         .collect();
     if have.len() < 3 {
-        bail!(
+        return Err(Error::too_few(format!(
             "only {} of {} perturbation targets have an embedding",
             have.len(),
             data.targets.len()
-        );
+        )));
     }
     let unit = |i: usize| -> Vec<f64> {
         let v: Vec<f64> = emb
@@ -206,7 +374,8 @@ pub fn evaluate(
         v.into_iter().map(|x| x / n).collect()
     };
     let vecs: HashMap<usize, Vec<f64>> = have.iter().map(|&i| (i, unit(i))).collect();
-    let mut per: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    let (mut prediction, mut baseline, mut no_change) =
+        (PerTarget::default(), PerTarget::default(), Vec::new());
     let g = data.genes.len();
     for &t in &have {
         let others: Vec<usize> = have.iter().copied().filter(|&j| j != t).collect();
@@ -234,29 +403,14 @@ pub fn evaluate(
             }
         }
         let obs = &data.deltas[t];
-        for (prefix, p) in [("", &pred), ("mean_baseline_", &mean)] {
-            let (r, r20, e) = score(p, obs);
-            if let Some(r) = r {
-                per.entry(format!("{prefix}pearson_delta"))
-                    .or_default()
-                    .push(r);
-            }
-            if let Some(r) = r20 {
-                per.entry(format!("{prefix}pearson_delta_top20"))
-                    .or_default()
-                    .push(r);
-            }
-            per.entry(format!("{prefix}mse")).or_default().push(e);
-        }
-        per.entry("no_change_mse".into())
-            .or_default()
-            .push(mse(&vec![0.0; g], obs));
+        prediction.push(score(&pred, obs));
+        baseline.push(score(&mean, obs));
+        no_change.push(mse(&vec![0.0; g], obs));
     }
     Ok(PerturbScores {
-        metrics: per
-            .into_iter()
-            .filter_map(|(k, v)| MeanSd::of(&v).map(|m| (k, m)))
-            .collect(),
+        prediction: PredictionScores::of(&prediction),
+        mean_baseline: PredictionScores::of(&baseline),
+        no_change_mse: MeanSd::of(&no_change).expect("at least 3 targets"),
         targets_total: data.targets.len(),
         targets_with_embedding: have.len(),
         missing_targets: (0..data.targets.len())
@@ -310,7 +464,6 @@ mod tests {
         let data = PerturbData {
             genes: (0..g).map(|i| format!("G{i}")).collect(),
             targets: (0..n_t).map(|i| format!("T{i}")).collect(),
-            cells_per_target: vec![50; n_t],
             deltas,
             control_cells: 100,
             too_few_cells: vec![],
@@ -323,9 +476,10 @@ mod tests {
             source: String::new(),
         };
         let s = evaluate(&data, &emb, &GeneResolver::new(&emb, None), 3).unwrap();
-        assert!(s.metrics["pearson_delta"].mean > 0.9, "{:?}", s.metrics);
-        assert!(s.metrics["mse"].mean < s.metrics["mean_baseline_mse"].mean);
-        assert!(s.metrics["mse"].mean < s.metrics["no_change_mse"].mean);
+        let r = s.prediction.pearson_delta.unwrap().mean;
+        assert!(r > 0.9, "{s:?}");
+        assert!(s.prediction.mse.mean < s.mean_baseline.mse.mean);
+        assert!(s.prediction.mse.mean < s.no_change_mse.mean);
         // Embeddings that carry no family information: no better than chance.
         let mut shuffled = values.clone();
         for t in 0..n_t {
@@ -338,7 +492,7 @@ mod tests {
             source: String::new(),
         };
         let r = evaluate(&data, &emb2, &GeneResolver::new(&emb2, None), 3).unwrap();
-        assert!(r.metrics["pearson_delta"].mean < 0.5, "{:?}", r.metrics);
+        assert!(r.prediction.pearson_delta.unwrap().mean < 0.5, "{r:?}");
         assert_eq!(s.targets_with_embedding, n_t);
     }
 }
