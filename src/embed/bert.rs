@@ -20,10 +20,11 @@ use tokenizers::{Tokenizer, TruncationParams};
 use super::fastbert::FastBert;
 
 /// Which implementation runs the encoder.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     /// bftkit's CPU forward pass (unpadded texts in parallel; see `fastbert`).
+    #[default]
     Fast,
     /// candle-transformers' `BertModel` (the reference; runs on any candle device).
     Candle,

@@ -1,27 +1,27 @@
-//! Text → gene embeddings (GenePT's step): read which genes to embed and their texts, encode the
-//! texts with a sentence encoder, pool, normalise.
+//! Text → gene embeddings (GenePT's step; docs/embedding.md): encode each gene's text with a
+//! sentence encoder, pool, normalise; and gene → cell embeddings (`cells`, GenePT-w).
 //!
-//! `texts` reads gene lists and text sources (no maths); `bert` owns the BERT-family encoder,
-//! tokenisation, length-sorted batching and pooling (`fastbert` is its CPU fast path); `decoder`
-//! pools the hidden states of Llama/Qwen2 models (shared with fine-tuning). [`TextEncoder`] picks
-//! one from the model folder's `config.json`.
+//! `bert` owns the BERT-family encoder, tokenisation, length-sorted batching and pooling
+//! (`fastbert` is its CPU fast path); `decoder` pools the hidden states of Llama/Qwen2 models
+//! (shared with fine-tuning). [`TextEncoder`] picks one from the model folder's `config.json`.
+//! Gene lists and text sources are read by [`crate::io::texts`].
 
 pub mod bert;
 pub mod cells;
 pub mod decoder;
 pub mod fastbert;
-pub mod texts;
 
 pub use bert::{Backend, BertEncoder, EncodeOptions, Pooling};
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
+use crate::io::embeddings::EmbeddingFormat;
+use crate::io::texts::{self, read_gene_list, GeneTexts};
 use crate::io::GeneEmbeddings;
-use texts::GeneTexts;
 
 /// A sentence encoder of either family, chosen by `config.json`'s `model_type`.
 pub enum TextEncoder {
@@ -132,17 +132,27 @@ pub struct EmbedReport {
     pub tokens_per_second: f64,
 }
 
-/// Embeds the texts of `genes` (every gene of `texts` when `None`) with `encoder`.
-/// Genes without a text are listed in the report, or an error when `strict`.
+/// Which genes to embed, from which texts, and how.
+pub struct EmbedRequest<'a> {
+    pub texts: &'a GeneTexts,
+    /// The genes to embed; `None` = every gene of `texts`.
+    pub genes: Option<&'a [String]>,
+    /// Fail when a requested gene has no text (else count and list them).
+    pub strict: bool,
+    pub encode: EncodeOptions,
+}
+
+/// Embeds the requested genes' texts with `encoder`. Genes without a text are listed in the
+/// report, or an error when `strict`.
 pub fn embed_genes(
     encoder: &TextEncoder,
-    genes: Option<&[String]>,
-    texts: &GeneTexts,
-    opts: &EncodeOptions,
-    strict: bool,
+    request: &EmbedRequest<'_>,
     mut on_batch: impl FnMut(usize) + Send,
 ) -> Result<(GeneEmbeddings, EmbedReport)> {
-    let requested: Vec<String> = genes.map_or_else(|| texts.genes().to_vec(), <[String]>::to_vec);
+    let (texts, opts) = (request.texts, &request.encode);
+    let requested: Vec<String> = request
+        .genes
+        .map_or_else(|| texts.genes().to_vec(), <[String]>::to_vec);
     let (mut ids, mut inputs, mut missing) = (Vec::new(), Vec::new(), Vec::new());
     for g in &requested {
         match texts.get(g) {
@@ -153,7 +163,7 @@ pub fn embed_genes(
             None => missing.push(g.clone()),
         }
     }
-    if strict && !missing.is_empty() {
+    if request.strict && !missing.is_empty() {
         let shown: Vec<&str> = missing.iter().take(20).map(String::as_str).collect();
         bail!(
             "{} of {} genes have no text (--strict): {}{}",
@@ -207,6 +217,106 @@ pub fn embed_genes(
         tokens_per_second: n_tokens as f64 / secs,
     };
     Ok((emb, report))
+}
+
+/// `bftkit embed`: one text per gene from a file, encoded by a model folder, written to an
+/// embedding file with its report beside it.
+#[derive(Debug, Clone)]
+pub struct EmbedJob {
+    /// Genes to embed, one per line; `None` = every gene of the texts.
+    pub genes: Option<PathBuf>,
+    pub texts: TextSource,
+    pub model: PathBuf,
+    /// `.safetensors`, `.tsv` or `.csv`; the report goes beside it (see [`report_path`]).
+    pub out: PathBuf,
+    pub strict: bool,
+    /// `None` = the model folder's setting, else mean.
+    pub pooling: Option<Pooling>,
+    pub normalize: bool,
+    /// `None` = the model's `sentence_bert_config.json`, else 512.
+    pub max_len: Option<usize>,
+    pub batch_size: usize,
+    pub backend: Backend,
+}
+
+/// Where per-gene texts are read from: a JSON object `{gene: text}`, or a table with a header
+/// and its id and text columns.
+#[derive(Debug, Clone)]
+pub struct TextSource {
+    pub path: PathBuf,
+    pub id_col: String,
+    pub text_col: String,
+}
+
+impl TextSource {
+    /// A file read with the default columns.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        Self {
+            path: path.into(),
+            id_col: texts::ID_COLUMN.into(),
+            text_col: texts::TEXT_COLUMN.into(),
+        }
+    }
+
+    pub fn read(&self) -> Result<GeneTexts> {
+        GeneTexts::read(&self.path, &self.id_col, &self.text_col)
+    }
+}
+
+impl EmbedJob {
+    /// A job with [`EncodeOptions::default`]'s settings and the model's own pooling and length.
+    pub fn new(texts: TextSource, model: impl Into<PathBuf>, out: impl Into<PathBuf>) -> Self {
+        let encode = EncodeOptions::default();
+        Self {
+            genes: None,
+            texts,
+            model: model.into(),
+            out: out.into(),
+            strict: false,
+            pooling: None,
+            normalize: encode.normalize,
+            max_len: None,
+            batch_size: encode.batch_size,
+            backend: Backend::default(),
+        }
+    }
+
+    /// Reads, encodes, and writes the embeddings and the report; `on_batch(done, total)` sees
+    /// how many more texts each batch encoded, and how many there are.
+    pub fn run(&self, mut on_batch: impl FnMut(usize, usize) + Send) -> Result<EmbedReport> {
+        // Check the output format before spending time on encoding.
+        EmbeddingFormat::from_path(&self.out)?;
+        let genes = self.genes.as_deref().map(read_gene_list).transpose()?;
+        let texts = self.texts.read()?;
+        let device = candle_core::Device::Cpu;
+        let encoder = TextEncoder::load(&self.model, self.max_len, self.backend, &device)?;
+        let request = EmbedRequest {
+            texts: &texts,
+            genes: genes.as_deref(),
+            strict: self.strict,
+            encode: EncodeOptions {
+                batch_size: self.batch_size,
+                pooling: self.pooling.unwrap_or(encoder.default_pooling()),
+                normalize: self.normalize,
+            },
+        };
+        let total = request.genes.map_or(texts.len(), <[String]>::len);
+        let (mut emb, mut report) = embed_genes(&encoder, &request, |n| on_batch(n, total))?;
+        emb.source = format!(
+            "{} over {} ({})",
+            self.model.display(),
+            self.texts.path.display(),
+            emb.source
+        );
+        emb.write(&self.out)?;
+        report.model = self.model.display().to_string();
+        report.texts = self.texts.path.display().to_string();
+        report.output = self.out.display().to_string();
+        let path = report_path(&self.out);
+        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+            .with_context(|| format!("{}: cannot write", path.display()))?;
+        Ok(report)
+    }
 }
 
 /// `path` with its extension replaced by `embed.json` (where the report goes).

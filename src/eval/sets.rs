@@ -12,6 +12,14 @@ use serde::{Deserialize, Serialize};
 use crate::io::embeddings::file_sha256;
 use crate::io::GeneEmbeddings;
 
+/// A control set to probe beside the real ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Baseline {
+    /// N(0,1) vectors of the first set's width, for its genes.
+    Random,
+}
+
 /// An embedding set to probe.
 pub struct EmbeddingSet {
     pub name: String,

@@ -51,6 +51,13 @@ impl ProbeOptions {
     }
 }
 
+impl Default for ProbeOptions {
+    /// [`ProbeOptions::new`] on `./data`.
+    fn default() -> Self {
+        Self::new("data")
+    }
+}
+
 /// What to probe: tasks, embedding sets, and the gene id map (with its path, for the record).
 pub struct ProbeInput<'a> {
     pub tasks: &'a [&'a TaskSpec],

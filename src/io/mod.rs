@@ -1,4 +1,5 @@
-//! Input and output: embedding files, gene identifier maps, tables and expression matrices.
+//! Input and output: embedding files, gene identifier maps, tables, expression matrices
+//! (MatrixMarket, dense, AnnData), and gene lists and per-gene texts.
 //!
 //! Readers here validate and convert; they never compute results. Every error names the file and,
 //! where there is one, the line, so a user can fix the input without reading the code.
@@ -8,6 +9,7 @@ pub mod gene_ids;
 pub mod h5ad;
 pub mod matrix;
 pub mod table;
+pub mod texts;
 
 pub use embeddings::GeneEmbeddings;
 pub use gene_ids::{GeneIdMap, GeneResolver};

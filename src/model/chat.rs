@@ -8,10 +8,11 @@ use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum ChatTemplate {
     /// `<|im_start|>{role}\n{content}<|im_end|>\n` (Qwen2, SmolLM2).
+    #[default]
     Chatml,
     /// `<|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>` after `<|begin_of_text|>`.
     Llama3,

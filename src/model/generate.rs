@@ -15,7 +15,9 @@ use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 use tokenizers::Tokenizer;
 
-use super::chat::{profile_messages, prompt_tokens, stop_tokens, ChatTemplate};
+use super::chat::{
+    profile_messages, prompt_tokens, stop_tokens, ChatTemplate, PROFILE_SYSTEM, PROFILE_USER,
+};
 use super::decoder::KvCache;
 use super::lora::LoraConfig;
 use super::{load_pretrained, Decoder, DeviceSpec, Precision};
@@ -208,6 +210,24 @@ pub struct DescribeOptions {
     pub precision: Option<Precision>,
 }
 
+impl Default for DescribeOptions {
+    /// The gene-profile prompt, ChatML, up to 256 new tokens, 8 prompts per batch, on the CPU;
+    /// the model path is empty (to be set).
+    fn default() -> Self {
+        Self {
+            model: PathBuf::new(),
+            adapter: None,
+            template: ChatTemplate::default(),
+            system: PROFILE_SYSTEM.to_string(),
+            user: PROFILE_USER.to_string(),
+            max_new_tokens: 256,
+            batch_size: 8,
+            device: DeviceSpec::Cpu,
+            precision: None,
+        }
+    }
+}
+
 /// What `bftkit describe` did (written beside the profiles as `OUT.describe.json`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DescribeReport {
@@ -313,6 +333,28 @@ pub fn write_profiles(path: &Path, profiles: &[(String, String)]) -> Result<()> 
         text.push_str(&format!("{g}\t{p}\n"));
     }
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+}
+
+/// Where `describe_to_file` writes its report: `OUT.describe.json`.
+pub fn report_path(out: &Path) -> PathBuf {
+    PathBuf::from(format!("{}.describe.json", out.display()))
+}
+
+/// `bftkit describe`: a profile for every gene of `genes`, written to `out` as TSV, with the
+/// report beside it ([`report_path`]); `on_batch(done, total)` follows along.
+pub fn describe_to_file(
+    genes: &[String],
+    opts: &DescribeOptions,
+    out: &Path,
+    mut on_batch: impl FnMut(usize, usize),
+) -> Result<DescribeReport> {
+    let total = genes.len();
+    let (profiles, report) = describe(genes, opts, |done| on_batch(done, total))?;
+    write_profiles(out, &profiles)?;
+    let path = report_path(out);
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(report)
 }
 
 #[cfg(test)]

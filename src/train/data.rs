@@ -15,7 +15,8 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 
-use crate::model::chat::{profile_messages, Message, Role};
+use crate::io::texts::GeneTexts;
+use crate::model::chat::{profile_messages, Message, Role, PROFILE_SYSTEM, PROFILE_USER};
 
 /// Reads a JSONL file of conversations; errors name the line.
 pub fn read_conversations(path: &Path) -> Result<Vec<(usize, Vec<Message>)>> {
@@ -118,6 +119,60 @@ pub fn split_genes(genes: &[String], test_fraction: f64, seed: u64) -> Result<Pr
     train.sort();
     test.sort();
     Ok(ProfileSplit { train, test })
+}
+
+/// How `bftkit sft-data` splits gene texts and which prompt it asks with.
+#[derive(Debug, Clone)]
+pub struct ProfileDataOptions {
+    /// Fraction of genes held out for testing.
+    pub test_fraction: f64,
+    pub seed: u64,
+    pub system: String,
+    /// The user turn; `{gene}` becomes the symbol.
+    pub user: String,
+}
+
+impl Default for ProfileDataOptions {
+    /// 10% of genes held out, seed 0, the gene-profile prompt.
+    fn default() -> Self {
+        Self {
+            test_fraction: 0.1,
+            seed: 0,
+            system: PROFILE_SYSTEM.to_string(),
+            user: PROFILE_USER.to_string(),
+        }
+    }
+}
+
+/// Gene-profile SFT data in `out`: `train.jsonl` and `test.jsonl` (one conversation per gene,
+/// split by gene), the gene lists `train_genes.txt` and `test_genes.txt`, and `split.json`
+/// recording how (with `texts_origin`, where the texts came from).
+pub fn write_profile_data(
+    texts: &GeneTexts,
+    texts_origin: &str,
+    out: &Path,
+    opts: &ProfileDataOptions,
+) -> Result<ProfileSplit> {
+    let split = split_genes(texts.genes(), opts.test_fraction, opts.seed)?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
+    let text = |g: &str| texts.get(g).map(str::to_string);
+    for (name, genes) in [("train", &split.train), ("test", &split.test)] {
+        let path = out.join(format!("{name}.jsonl"));
+        write_profile_conversations(&path, genes, text, &opts.system, &opts.user)?;
+        let list = out.join(format!("{name}_genes.txt"));
+        std::fs::write(&list, genes.join("\n") + "\n")
+            .with_context(|| format!("{}: cannot write", list.display()))?;
+    }
+    let summary = serde_json::json!({
+        "bftkit_version": env!("CARGO_PKG_VERSION"), "texts": texts_origin,
+        "seed": opts.seed, "test_fraction": opts.test_fraction,
+        "train_genes": split.train.len(), "test_genes": split.test.len(),
+        "system": opts.system, "user": opts.user,
+    });
+    let path = out.join("split.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
+    Ok(split)
 }
 
 /// Writes one `{"messages": [...]}` line per gene: the profile prompt and the gene's text.

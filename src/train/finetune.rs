@@ -48,6 +48,29 @@ pub struct FinetuneOptions {
     pub precision: Option<Precision>,
 }
 
+impl Default for FinetuneOptions {
+    /// LoRA with the authors' setting, [`TrainConfig::default`], ChatML, 512 tokens, held-out
+    /// evaluation every 10 steps, no checkpoints, on the CPU; the paths are empty (to be set).
+    fn default() -> Self {
+        Self {
+            model: PathBuf::new(),
+            data: PathBuf::new(),
+            out: PathBuf::new(),
+            template: ChatTemplate::default(),
+            max_len: 512,
+            lora: Some(LoraConfig::default()),
+            train: TrainConfig::default(),
+            merge: false,
+            save_every: None,
+            resume: false,
+            eval_data: None,
+            eval_every: 10,
+            device: DeviceSpec::Cpu,
+            precision: None,
+        }
+    }
+}
+
 /// One held-out evaluation, as written to `eval_log.jsonl`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EvalLog {

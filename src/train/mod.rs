@@ -9,12 +9,12 @@ pub mod optim;
 pub mod step;
 pub mod trainer;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use crate::model::chat;
+use crate::model::chat::{self, ChatTemplate};
 use loss::{LossConfig, SampleWeights};
 
 /// One sample's weights as `bftkit loss` reports them.
@@ -116,32 +116,52 @@ pub fn loss_report(cfg: &LossConfig, samples: &[(usize, Vec<f64>)]) -> Result<Lo
     })
 }
 
+/// What `bftkit weights` weighs: a model (on the CPU, f32), conversations, and how.
+#[derive(Debug, Clone)]
+pub struct WeightsOptions {
+    pub model: PathBuf,
+    /// JSONL conversations, as for fine-tuning.
+    pub data: PathBuf,
+    pub template: ChatTemplate,
+    pub max_len: usize,
+    /// Conversations per forward pass.
+    pub batch_size: usize,
+    pub loss: LossConfig,
+}
+
+impl Default for WeightsOptions {
+    /// ChatML, 512 tokens, batches of 4, the default loss; the paths are empty (to be set).
+    fn default() -> Self {
+        Self {
+            model: PathBuf::new(),
+            data: PathBuf::new(),
+            template: ChatTemplate::default(),
+            max_len: 512,
+            batch_size: 4,
+            loss: LossConfig::default(),
+        }
+    }
+}
+
 /// `bftkit weights`: how a loss variant weighs a dataset under the model's own probabilities.
 /// The whole dataset is treated as one batch for the reported mean loss.
-pub fn dataset_weights(
-    model_path: &Path,
-    data: &Path,
-    template: crate::model::chat::ChatTemplate,
-    max_len: usize,
-    batch_size: usize,
-    cfg: &LossConfig,
-) -> Result<LossReport> {
+pub fn dataset_weights(opts: &WeightsOptions) -> Result<LossReport> {
     use candle_core::{DType, Device};
-    cfg.check()?;
-    if batch_size == 0 {
+    opts.loss.check()?;
+    if opts.batch_size == 0 {
         bail!("batch size must be at least 1");
     }
     let (model, tokenizer) =
-        crate::model::generate::load_decoder(model_path, None, &Device::Cpu, DType::F32)?;
-    let conversations = data::read_conversations(data)?;
+        crate::model::generate::load_decoder(&opts.model, None, &Device::Cpu, DType::F32)?;
+    let conversations = data::read_conversations(&opts.data)?;
     let mut rows = Vec::with_capacity(conversations.len());
-    for chunk in conversations.chunks(batch_size) {
+    for chunk in conversations.chunks(opts.batch_size) {
         let samples = chunk
             .iter()
-            .map(|(_, m)| chat::tokenize(&tokenizer, &chat::render(template, m), max_len))
+            .map(|(_, m)| chat::tokenize(&tokenizer, &chat::render(opts.template, m), opts.max_len))
             .collect::<Result<Vec<_>>>()?;
         let logprobs = step::response_logprobs(&model, &samples)?;
         rows.extend(chunk.iter().map(|(line, _)| *line).zip(logprobs));
     }
-    loss_report(cfg, &rows)
+    loss_report(&opts.loss, &rows)
 }

@@ -34,6 +34,25 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+impl Default for TrainConfig {
+    /// BFT (official form), lr 2e-4 with 3% warmup then cosine decay, one epoch, batches of 4,
+    /// no accumulation, gradients clipped at norm 1, no weight decay, seed 0.
+    fn default() -> Self {
+        Self {
+            loss: LossConfig::default(),
+            lr: 2e-4,
+            warmup_ratio: 0.03,
+            epochs: 1,
+            max_steps: None,
+            batch_size: 4,
+            grad_accum: 1,
+            max_grad_norm: 1.0,
+            weight_decay: 0.0,
+            seed: 0,
+        }
+    }
+}
+
 /// One optimizer step, as written to the JSONL log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepLog {

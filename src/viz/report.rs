@@ -18,6 +18,9 @@ use super::plot;
 use crate::eval::kinds::TaskGroup;
 use crate::eval::result::{ProbeReport, TaskResult};
 
+/// Where `bftkit report` writes a combined report unless told otherwise.
+pub const COMBINED_DIR: &str = "reports/combined";
+
 /// A 2-D UMAP of one embedding set, coloured by the classes of one task.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct UmapLayout {

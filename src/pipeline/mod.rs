@@ -1,179 +1,142 @@
-//! `bftkit run`: the whole benchmark in one command. For each embedding set (a file, or texts
-//! embedded on the fly with a model) it runs every task whose data is present, lays the genes out
-//! with UMAP coloured by a gene task's classes, and writes the report (`viz::report`).
+//! `bftkit run` and the commands around it: the whole benchmark in one call. For each embedding
+//! set (a file, or texts embedded on the fly with a model) it runs every task whose data is
+//! present, lays genes and cells out with UMAP, and writes the report (`viz::report`).
 //!
-//! A suite file (TOML) names the sets; paths in it are relative to the file:
-//!
-//! ```toml
-//! name = "minilm"
-//! data = "../shared/data"   # optional: else --data, $BFTKIT_DATA, ./data, or the fixtures
-//! seed = 0
-//! baseline = true           # add the random N(0,1) control
-//! tasks = ["all"]
-//! umap = true
-//! umap_task = "dosage_sensitive_tfs"   # optional: colour UMAPs by this gene task
-//!
-//! [[embeddings]]
-//! name = "MiniLM, GO profiles"
-//! texts = "../shared/data/gene_profiles_go/gene_profiles_go.tsv"
-//! model = "models/all-MiniLM-L6-v2"
-//!
-//! [[embeddings]]
-//! file = "my_genes.safetensors"
-//! ```
+//! - `suite_file`: the suite file (TOML) naming the sets, tasks and seed;
+//! - `data`: where the data, the task files and the gene id map come from (a folder, or the
+//!   built-in fixtures);
+//! - `probe`: `bftkit probe`, the tasks without the report;
+//! - this module: running a suite and its layouts, and [`run`] for a whole request.
 
-use std::path::{Path, PathBuf};
+mod data;
+mod probe;
+mod suite_file;
+
+pub use data::{load_tasks, DataFolder, DataOptions, GeneMap, Inputs, GENE_MAP_FILE};
+pub use probe::{probe, ProbeRequest};
+pub use suite_file::{EmbeddingSource, SuiteConfig};
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use serde::{Deserialize, Serialize};
 
-use crate::embed::texts::{self, GeneTexts};
-use crate::embed::{self, EncodeOptions, TextEncoder};
 use crate::eval::kinds::labelled::{self, GeneClasses};
 use crate::eval::kinds::{Colouring, PointCloud, RunInput, SetViews, TaskGroup};
 use crate::eval::result::ProbeReport;
 use crate::eval::sets::{unique_names, EmbeddingSet};
 use crate::eval::suite::{run_probe_with_views, ProbeInput, ProbeOptions, Views};
-use crate::eval::task::{TaskKind, TaskSet, TaskSpec};
-use crate::io::GeneIdMap;
+use crate::eval::task::{TaskKind, TaskSpec};
+use crate::viz::report::ReportData;
 use crate::viz::report::{RunResults, UmapLayout};
 use crate::viz::umap::{umap, UmapOptions};
 
-fn default_true() -> bool {
-    true
-}
+/// The folder reports go to unless told otherwise.
+pub const REPORTS_DIR: &str = "reports";
 
-fn default_all() -> Vec<String> {
-    vec!["all".into()]
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SuiteConfig {
-    #[serde(default)]
+/// `bftkit run`: a suite file (optional), embedding files on top of its sets, and settings that
+/// override the file's.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub config: Option<PathBuf>,
+    pub embeddings: Vec<PathBuf>,
+    /// The report's name (its folder under `out`) [default: the suite's name, else "fixtures" or
+    /// "run"].
     pub name: Option<String>,
-    #[serde(default)]
-    pub data: Option<PathBuf>,
-    #[serde(default)]
-    pub seed: u64,
-    #[serde(default = "default_true")]
-    pub baseline: bool,
-    #[serde(default = "default_all")]
-    pub tasks: Vec<String>,
-    #[serde(default = "default_true")]
+    pub out: PathBuf,
+    pub seed: Option<u64>,
+    /// Lay the sets out with UMAP (unless the suite file says no).
     pub umap: bool,
-    #[serde(default)]
-    pub umap_task: Option<String>,
-    #[serde(default)]
-    pub embeddings: Vec<EmbeddingSource>,
+    /// Inputs; an unset data folder falls back to the suite file's.
+    pub data: DataOptions,
 }
 
-/// One embedding set of a suite: a file, or texts and a model to embed them with.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EmbeddingSource {
-    #[serde(default)]
-    pub name: Option<String>,
-    #[serde(default)]
-    pub file: Option<PathBuf>,
-    #[serde(default)]
-    pub texts: Option<PathBuf>,
-    #[serde(default)]
-    pub model: Option<PathBuf>,
-    #[serde(default)]
-    pub id_col: Option<String>,
-    #[serde(default)]
-    pub text_col: Option<String>,
+impl Default for RunRequest {
+    fn default() -> Self {
+        Self {
+            config: None,
+            embeddings: Vec::new(),
+            name: None,
+            out: PathBuf::from(REPORTS_DIR),
+            seed: None,
+            umap: true,
+            data: DataOptions::default(),
+        }
+    }
 }
 
-impl SuiteConfig {
-    /// Reads a suite file; relative paths become relative to its folder.
-    pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("{}: cannot read", path.display()))?;
-        let mut cfg: SuiteConfig = toml::from_str(&text)
-            .with_context(|| format!("{}: invalid suite file", path.display()))?;
-        let base = path.parent().unwrap_or(Path::new("."));
-        let fix = |p: &mut Option<PathBuf>| {
-            if let Some(x) = p.as_mut() {
-                if x.is_relative() {
-                    *x = base.join(&*x);
-                }
-            }
+/// A run ready to go: the suite to run and its resolved inputs.
+pub struct PreparedRun {
+    pub suite: SuiteConfig,
+    pub inputs: Inputs,
+    /// Where the report goes (`out/name`).
+    pub out: PathBuf,
+}
+
+/// What a run wrote.
+pub struct RunOutput {
+    pub report: ReportData,
+    /// The report's `index.html`.
+    pub index: PathBuf,
+}
+
+impl RunRequest {
+    /// Reads the suite file (if any), resolves the inputs and puts the request's sets and
+    /// settings on top: the suite to run.
+    pub fn prepare(&self) -> Result<PreparedRun> {
+        let mut suite = match &self.config {
+            Some(p) => SuiteConfig::read(p)?,
+            None => SuiteConfig::default(),
         };
-        fix(&mut cfg.data);
-        for e in &mut cfg.embeddings {
-            fix(&mut e.file);
-            fix(&mut e.texts);
-            fix(&mut e.model);
-        }
-        if cfg.name.is_none() {
-            cfg.name = path.file_stem().map(|s| s.to_string_lossy().to_string());
-        }
-        Ok(cfg)
-    }
-}
-
-/// Loads or computes one embedding set.
-fn load_set(
-    src: &EmbeddingSource,
-    k: usize,
-    on_note: &mut impl FnMut(String),
-) -> Result<EmbeddingSet> {
-    match (&src.file, &src.texts, &src.model) {
-        (Some(file), None, None) => {
-            let mut set = EmbeddingSet::from_file(file)?;
-            if let Some(n) = &src.name {
-                set.rename(n);
-            }
-            Ok(set)
-        }
-        (None, Some(texts), Some(model)) => {
-            let gt = GeneTexts::read(
-                texts,
-                src.id_col.as_deref().unwrap_or(texts::ID_COLUMN),
-                src.text_col.as_deref().unwrap_or(texts::TEXT_COLUMN),
-            )?;
-            let device = candle_core::Device::Cpu;
-            let encoder = TextEncoder::load(model, None, embed::Backend::Fast, &device)?;
-            let opts = EncodeOptions {
-                pooling: encoder.default_pooling(),
-                ..EncodeOptions::default()
+        let data = DataOptions {
+            data: self.data.data.clone().or_else(|| suite.data.clone()),
+            ..self.data.clone()
+        };
+        let inputs = Inputs::resolve(&data)?;
+        suite.embeddings.extend(
+            self.embeddings
+                .iter()
+                .map(|e| EmbeddingSource::file(e, None)),
+        );
+        if suite.embeddings.is_empty() {
+            let Some(file) = inputs.data.fixture_embeddings() else {
+                bail!("no embedding sets: give --embeddings FILE or a --config suite file");
             };
-            on_note(format!(
-                "embedding {} texts of {} with {}",
-                gt.len(),
-                texts.display(),
-                model.display()
-            ));
-            let (emb, report) = embed::embed_genes(&encoder, None, &gt, &opts, false, |_| {})?;
-            let name = src.name.clone().unwrap_or_else(|| format!("set{}", k + 1));
-            let mut set = EmbeddingSet::new(
-                name,
-                emb,
-                format!("{} + {}", texts.display(), model.display()),
-            );
-            set.info.source = format!(
-                "embedded on the fly: {} texts, {} missing",
-                report.genes_embedded,
-                report.missing.len()
-            );
-            Ok(set)
+            suite
+                .embeddings
+                .push(EmbeddingSource::file(file, Some("fixture_planted".into())));
         }
-        _ => bail!(
-            "embedding set {}: give either `file`, or `texts` and `model`",
-            src.name.clone().unwrap_or_else(|| format!("#{}", k + 1))
-        ),
+        if let Some(s) = self.seed {
+            suite.seed = s;
+        }
+        suite.umap &= self.umap;
+        let fallback = if inputs.data.fixtures {
+            "fixtures"
+        } else {
+            "run"
+        };
+        let name = self
+            .name
+            .clone()
+            .or_else(|| suite.name.clone())
+            .unwrap_or_else(|| fallback.to_string());
+        suite.name = Some(name.clone());
+        Ok(PreparedRun {
+            suite,
+            inputs,
+            out: self.out.join(name),
+        })
     }
 }
 
-/// Everything `run_suite` needs beyond the config.
-pub struct RunContext<'a> {
-    pub data_dir: PathBuf,
-    pub fixtures: bool,
-    pub tasks: &'a TaskSet,
-    pub gene_map: Option<(&'a GeneIdMap, &'a Path)>,
+/// Runs a prepared suite and renders its report; `progress(step, total, what)` follows along.
+pub fn run(run: &PreparedRun, progress: impl FnMut(usize, usize, &str)) -> Result<RunOutput> {
+    let results = run_suite(&run.suite, &run.inputs, progress)?;
+    let report = ReportData {
+        runs: vec![results],
+    };
+    let index = crate::viz::report::render(&report, &run.out)?;
+    Ok(RunOutput { report, index })
 }
 
 /// What colours a layout: the colouring's label, class names and each point's class.
@@ -212,18 +175,18 @@ fn umap_layout(
 }
 
 /// The probe run's options for a suite: every task it can run, skipping (and listing) the rest.
-fn probe_options(cfg: &SuiteConfig, ctx: &RunContext) -> ProbeOptions {
+fn probe_options(cfg: &SuiteConfig, ctx: &Inputs) -> ProbeOptions {
     ProbeOptions {
         seed: cfg.seed,
         skip_unavailable: true,
-        ..ProbeOptions::new(&ctx.data_dir)
+        ..ProbeOptions::new(&ctx.data.path)
     }
 }
 
 /// Runs the suite: probes, UMAPs; `progress(step, total, what)` follows along.
 pub fn run_suite(
     cfg: &SuiteConfig,
-    ctx: &RunContext,
+    ctx: &Inputs,
     mut progress: impl FnMut(usize, usize, &str),
 ) -> Result<RunResults> {
     if cfg.embeddings.is_empty() {
@@ -240,7 +203,9 @@ pub fn run_suite(
     let mut sets = Vec::new();
     for (k, src) in cfg.embeddings.iter().enumerate() {
         progress(step, total, &format!("embedding set {}", k + 1));
-        sets.push(load_set(src, k, &mut |m| progress(step, total, &m))?);
+        sets.push(suite_file::load_set(src, k, &mut |m| {
+            progress(step, total, &m)
+        })?);
         step += 1;
     }
     unique_names(&mut sets);
@@ -251,7 +216,7 @@ pub fn run_suite(
     let input = ProbeInput {
         tasks: &selected,
         sets: &sets,
-        gene_map: ctx.gene_map,
+        gene_map: ctx.gene_map.get(),
         tasks_origin: &ctx.tasks.origin,
     };
     let (probe, views) = run_probe_with_views(&input, &opts, cfg.umap, |t| {
@@ -283,7 +248,7 @@ pub fn run_suite(
     Ok(RunResults {
         bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
         name: cfg.name.clone().unwrap_or_else(|| "run".into()),
-        fixtures: ctx.fixtures,
+        fixtures: ctx.data.fixtures,
         probe,
         umaps,
         not_run: Vec::new(),
@@ -293,7 +258,7 @@ pub fn run_suite(
 /// Builds the report's layouts from what the probe run handed back.
 struct Layouts<'a> {
     cfg: &'a SuiteConfig,
-    ctx: &'a RunContext<'a>,
+    ctx: &'a Inputs,
     sets: &'a [EmbeddingSet],
     views: &'a Views,
     opts: &'a ProbeOptions,
@@ -338,9 +303,9 @@ impl Layouts<'_> {
         });
         from_run.or_else(|| {
             let input = RunInput {
-                data_dir: &self.ctx.data_dir,
+                data_dir: &self.ctx.data.path,
                 sets: self.sets,
-                gene_map: self.ctx.gene_map.map(|(m, _)| m),
+                gene_map: self.ctx.gene_map.get().map(|(m, _)| m),
                 seed: self.cfg.seed,
                 folds: None,
                 pair_feature: self.opts.pair_feature,
