@@ -3,9 +3,16 @@
 use assert_cmd::Command;
 use predicates::str::contains;
 
+/// A tiny seeded model of `kind` (bert, llama or qwen2) at `dir/model`.
+fn tiny_model(dir: &std::path::Path, kind: &str) {
+    let all = dir.join("tiny-models");
+    bftkit::fixtures::write_tiny_models(&all).unwrap();
+    std::fs::rename(all.join(format!("tiny-{kind}")), dir.join("model")).unwrap();
+}
+
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    bftkit::fixtures::write_tiny_bert(&dir.path().join("model")).unwrap();
+    tiny_model(dir.path(), "bert");
     std::fs::write(
         dir.path().join("texts.tsv"),
         "symbol\tprofile\nTP53\tthe tumor suppressor gene\nCDK1\tcell cycle kinase\n\
@@ -43,9 +50,9 @@ fn embeds_listed_genes_and_reports_missing_ones() {
         .stdout(contains("embedded 2 of 3 genes"))
         .stdout(contains("NOTEXT"));
     let e = bftkit::io::GeneEmbeddings::read(&dir.path().join("e.safetensors")).unwrap();
-    assert_eq!(e.ids, vec!["TP53", "BRCA1"]);
-    assert_eq!(e.dim, 16);
-    assert!(e.source.contains("mean pooling"), "{}", e.source);
+    assert_eq!(e.ids(), vec!["TP53", "BRCA1"]);
+    assert_eq!(e.dim(), 16);
+    assert!(e.source().contains("mean pooling"), "{}", e.source());
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.path().join("e.embed.json")).unwrap())
             .unwrap();
@@ -57,7 +64,11 @@ fn embeds_listed_genes_and_reports_missing_ones() {
         .assert()
         .success();
     let t = bftkit::io::GeneEmbeddings::read(&dir.path().join("e.tsv")).unwrap();
-    assert_ne!(t.values, e.values, "cls pooling differs from mean pooling");
+    assert_ne!(
+        t.values(),
+        e.values(),
+        "cls pooling differs from mean pooling"
+    );
 }
 
 #[test]
@@ -85,14 +96,15 @@ fn strict_mode_and_bad_inputs_fail_clearly() {
 #[test]
 fn decoder_models_embed_with_last_token_pooling() {
     let dir = setup();
-    bftkit::fixtures::write_tiny_decoder(&dir.path().join("model"), "qwen2").unwrap();
+    std::fs::remove_dir_all(dir.path().join("model")).unwrap();
+    tiny_model(dir.path(), "qwen2");
     embed(&dir)
         .args(["--out", "d.tsv", "--pool", "last"])
         .assert()
         .success()
         .stdout(contains("embedded 2 of 3 genes (16 dims)"));
     let e = bftkit::io::GeneEmbeddings::read(&dir.path().join("d.tsv")).unwrap();
-    assert_eq!(e.ids, vec!["TP53", "BRCA1"]);
+    assert_eq!(e.ids(), vec!["TP53", "BRCA1"]);
     embed(&dir)
         .args(["--out", "d.tsv", "--pool", "cls"])
         .assert()

@@ -31,13 +31,13 @@ use crate::viz::umap::UmapOptions;
     version,
     about = "Balanced Fine-Tuning toolkit: gene-text embeddings and the probes that judge them"
 )]
-pub struct Cli {
+pub(super) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 #[derive(Subcommand, Debug)]
-pub enum Command {
+pub(super) enum Command {
     /// Run every benchmark task whose data is present on one or more embedding sets, with UMAPs,
     /// and write reports/NAME/index.html, the PNGs and results.json (the main job).
     Run(RunArgs),
@@ -69,7 +69,7 @@ pub enum Command {
 }
 
 #[derive(Args, Debug, Clone)]
-pub struct DataArgs {
+pub(super) struct DataArgs {
     /// Data folder holding the task files [default: $BFTKIT_DATA, else ./data, else the built-in
     /// synthetic fixtures].
     #[arg(long)]
@@ -84,7 +84,7 @@ pub struct DataArgs {
 }
 
 impl DataArgs {
-    pub fn options(&self) -> DataOptions {
+    pub(super) fn options(&self) -> DataOptions {
         DataOptions {
             data: self.data.clone(),
             tasks: self.tasks.clone(),
@@ -94,7 +94,7 @@ impl DataArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ProbeArgs {
+pub(super) struct ProbeArgs {
     #[command(flatten)]
     pub data: DataArgs,
     /// Task name(s), or `all` (tasks whose data is absent are then skipped and listed).
@@ -135,7 +135,7 @@ pub struct ProbeArgs {
 }
 
 impl ProbeArgs {
-    pub fn request(&self) -> ProbeRequest {
+    pub(super) fn request(&self) -> ProbeRequest {
         ProbeRequest {
             data: self.data.options(),
             tasks: self.task.clone(),
@@ -161,7 +161,7 @@ impl ProbeArgs {
 
 /// Where per-gene texts come from (`embed`, `sft-data`).
 #[derive(Args, Debug)]
-pub struct TextsArgs {
+pub(super) struct TextsArgs {
     /// Per-gene texts: a JSON object {gene: text}, or a TSV/CSV with a header.
     #[arg(long)]
     pub texts: PathBuf,
@@ -174,7 +174,7 @@ pub struct TextsArgs {
 }
 
 impl TextsArgs {
-    pub fn source(&self) -> TextSource {
+    pub(super) fn source(&self) -> TextSource {
         TextSource {
             path: self.texts.clone(),
             id_col: self.id_col.clone(),
@@ -184,7 +184,7 @@ impl TextsArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct EmbedArgs {
+pub(super) struct EmbedArgs {
     /// Genes to embed, one per line (`#` comments) [default: every gene of --texts].
     pub genes: Option<PathBuf>,
     #[command(flatten)]
@@ -217,7 +217,7 @@ pub struct EmbedArgs {
 }
 
 impl EmbedArgs {
-    pub fn job(&self) -> EmbedJob {
+    pub(super) fn job(&self) -> EmbedJob {
         EmbedJob {
             genes: self.genes.clone(),
             strict: self.strict,
@@ -232,7 +232,7 @@ impl EmbedArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct LossCmdArgs {
+pub(super) struct LossCmdArgs {
     /// JSONL, one sample per line: {"probs": [...]} or {"logprobs": [...]}, all tokens valid;
     /// the whole file is one batch.
     #[arg(long)]
@@ -243,7 +243,7 @@ pub struct LossCmdArgs {
 
 /// The loss options `loss`, `weights` and `finetune` share (docs/bft.md).
 #[derive(Args, Debug)]
-pub struct LossArgs {
+pub(super) struct LossArgs {
     /// Which loss weighs the response tokens.
     #[arg(long, value_enum, default_value_t = LossConfig::default().variant)]
     pub loss: LossVariant,
@@ -259,7 +259,7 @@ pub struct LossArgs {
 }
 
 impl LossArgs {
-    pub fn config(&self) -> LossConfig {
+    pub(super) fn config(&self) -> LossConfig {
         LossConfig {
             variant: self.loss,
             mode: self.bft_mode,
@@ -271,7 +271,7 @@ impl LossArgs {
 
 /// Where a model runs (`finetune`, `describe`).
 #[derive(Args, Debug)]
-pub struct DeviceArgs {
+pub(super) struct DeviceArgs {
     /// cpu, cuda or cuda:N (CUDA needs a build with --features cuda).
     #[arg(long, default_value_t = DeviceSpec::default())]
     pub device: DeviceSpec,
@@ -282,7 +282,7 @@ pub struct DeviceArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct FinetuneArgs {
+pub(super) struct FinetuneArgs {
     /// Base model: a Hugging Face folder or a GGUF file (or a folder holding one).
     #[arg(long)]
     pub model: PathBuf,
@@ -361,7 +361,7 @@ pub struct FinetuneArgs {
 }
 
 impl FinetuneArgs {
-    pub fn options(&self) -> FinetuneOptions {
+    pub(super) fn options(&self) -> FinetuneOptions {
         let lora = (!self.full).then(|| LoraConfig {
             r: self.lora_r,
             lora_alpha: self.lora_alpha,
@@ -403,7 +403,7 @@ impl FinetuneArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct RunArgs {
+pub(super) struct RunArgs {
     /// Suite file (TOML): embedding sets (files, or texts + model), tasks, seed, UMAP colouring.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -428,7 +428,7 @@ pub struct RunArgs {
 }
 
 impl RunArgs {
-    pub fn request(&self) -> RunRequest {
+    pub(super) fn request(&self) -> RunRequest {
         RunRequest {
             config: self.config.clone(),
             embeddings: self.embeddings.clone(),
@@ -442,7 +442,7 @@ impl RunArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct UmapArgs {
+pub(super) struct UmapArgs {
     #[arg(long)]
     pub embeddings: PathBuf,
     /// Output TSV: gene, x, y.
@@ -462,7 +462,7 @@ pub struct UmapArgs {
 }
 
 impl UmapArgs {
-    pub fn options(&self) -> UmapOptions {
+    pub(super) fn options(&self) -> UmapOptions {
         UmapOptions {
             n_neighbors: self.n_neighbors,
             min_dist: self.min_dist,
@@ -474,7 +474,7 @@ impl UmapArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ScibArgs {
+pub(super) struct ScibArgs {
     /// Cell embedding file (id, then the values; TSV/CSV or safetensors, as gene embeddings).
     #[arg(long)]
     pub embeddings: PathBuf,
@@ -499,7 +499,7 @@ pub struct ScibArgs {
 }
 
 impl ScibArgs {
-    pub fn files(&self) -> ScibFiles {
+    pub(super) fn files(&self) -> ScibFiles {
         ScibFiles {
             embeddings: self.embeddings.clone(),
             annotation: self.obs.clone(),
@@ -514,7 +514,7 @@ impl ScibArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct ReportArgs {
+pub(super) struct ReportArgs {
     /// results.json files written by `bftkit run` (several are shown side by side).
     #[arg(required = true)]
     pub results: Vec<PathBuf>,
@@ -525,7 +525,7 @@ pub struct ReportArgs {
 
 /// The gene-profile prompt (`describe`, `sft-data`).
 #[derive(Args, Debug)]
-pub struct PromptArgs {
+pub(super) struct PromptArgs {
     /// System prompt [default: the gene-profile prompt's, docs/bft.md].
     #[arg(long)]
     pub system: Option<String>,
@@ -535,7 +535,7 @@ pub struct PromptArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct DescribeArgs {
+pub(super) struct DescribeArgs {
     /// Genes, one per line (`#` comments allowed).
     pub genes: PathBuf,
     /// Base model: a Hugging Face folder or a GGUF file (or a folder holding one).
@@ -563,7 +563,7 @@ pub struct DescribeArgs {
 }
 
 impl DescribeArgs {
-    pub fn options(&self) -> DescribeOptions {
+    pub(super) fn options(&self) -> DescribeOptions {
         let d = DescribeOptions::default();
         DescribeOptions {
             model: self.model.clone(),
@@ -580,7 +580,7 @@ impl DescribeArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct SftDataArgs {
+pub(super) struct SftDataArgs {
     #[command(flatten)]
     pub texts: TextsArgs,
     /// Output folder: train.jsonl, test.jsonl, train_genes.txt, test_genes.txt, split.json.
@@ -596,7 +596,7 @@ pub struct SftDataArgs {
 }
 
 impl SftDataArgs {
-    pub fn options(&self) -> ProfileDataOptions {
+    pub(super) fn options(&self) -> ProfileDataOptions {
         let d = ProfileDataOptions::default();
         ProfileDataOptions {
             test_fraction: self.test_fraction,
@@ -608,7 +608,7 @@ impl SftDataArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct WeightsArgs {
+pub(super) struct WeightsArgs {
     /// Model: a Hugging Face folder or a GGUF file (or a folder holding one).
     #[arg(long)]
     pub model: PathBuf,
@@ -634,7 +634,7 @@ pub struct WeightsArgs {
 }
 
 impl WeightsArgs {
-    pub fn options(&self) -> WeightsOptions {
+    pub(super) fn options(&self) -> WeightsOptions {
         WeightsOptions {
             model: self.model.clone(),
             data: self.data.clone(),
@@ -647,7 +647,7 @@ impl WeightsArgs {
 }
 
 #[derive(Args, Debug)]
-pub struct FixturesArgs {
+pub(super) struct FixturesArgs {
     #[arg(long, default_value = crate::fixtures::DIR)]
     pub out: PathBuf,
     /// Also write tiny seeded models (BERT, Llama, Qwen2) to OUT/models, to try the model

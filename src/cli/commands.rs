@@ -18,7 +18,7 @@ fn write(path: &std::path::Path, text: String) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
 }
 
-pub fn run(args: RunArgs) -> Result<()> {
+pub(super) fn run(args: RunArgs) -> Result<()> {
     let prepared = args.request().prepare()?;
     print::input_notes(&prepared.inputs);
     let bar = progress::bar(0, "steps", "{elapsed}  {msg}");
@@ -37,14 +37,14 @@ pub fn run(args: RunArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn report(args: ReportArgs) -> Result<()> {
+pub(super) fn report(args: ReportArgs) -> Result<()> {
     let data = ReportData::read_all(&args.results)?;
     let index = crate::viz::report::render(&data, &args.out)?;
     println!("report written to {}", index.display());
     Ok(())
 }
 
-pub fn umap(args: UmapArgs) -> Result<()> {
+pub(super) fn umap(args: UmapArgs) -> Result<()> {
     let start = std::time::Instant::now();
     let e = GeneEmbeddings::read(&args.embeddings)?;
     let xy = crate::viz::umap::umap(&e.values, e.len(), e.dim, &args.options())?;
@@ -64,7 +64,7 @@ pub fn umap(args: UmapArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn scib(args: ScibArgs) -> Result<()> {
+pub(super) fn scib(args: ScibArgs) -> Result<()> {
     let report = crate::eval::scib_files::scib_files(&args.files(), args.seed)?;
     let json = serde_json::to_string_pretty(&report)?;
     match &args.out {
@@ -77,14 +77,14 @@ pub fn scib(args: ScibArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn tasks(args: DataArgs) -> Result<()> {
+pub(super) fn tasks(args: DataArgs) -> Result<()> {
     let inputs = Inputs::resolve(&args.options())?;
     print::input_notes(&inputs);
     print::tasks(&inputs.tasks, &inputs.data.path);
     Ok(())
 }
 
-pub fn probe(args: ProbeArgs) -> Result<()> {
+pub(super) fn probe(args: ProbeArgs) -> Result<()> {
     let request = args.request();
     let inputs = Inputs::resolve(&request.data)?;
     print::input_notes(&inputs);
@@ -101,7 +101,7 @@ pub fn probe(args: ProbeArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn embed(args: EmbedArgs) -> Result<()> {
+pub(super) fn embed(args: EmbedArgs) -> Result<()> {
     let job = args.job();
     let bar = progress::bar(0, "texts", "{per_sec}  eta {eta}");
     let report = job.run(|n, total| {
@@ -113,7 +113,7 @@ pub fn embed(args: EmbedArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn finetune(args: FinetuneArgs) -> Result<()> {
+pub(super) fn finetune(args: FinetuneArgs) -> Result<()> {
     let opts = args.options();
     let bar = progress::bar(0, "steps", "{msg}");
     let report = crate::train::finetune::finetune(&opts, |s, total| {
@@ -129,7 +129,7 @@ pub fn finetune(args: FinetuneArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn describe(args: DescribeArgs) -> Result<()> {
+pub(super) fn describe(args: DescribeArgs) -> Result<()> {
     use crate::model::generate;
     let genes = read_gene_list(&args.genes)?;
     let bar = progress::bar(genes.len(), "genes", "{elapsed}");
@@ -141,7 +141,7 @@ pub fn describe(args: DescribeArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn sft_data(args: SftDataArgs) -> Result<()> {
+pub(super) fn sft_data(args: SftDataArgs) -> Result<()> {
     let source = args.texts.source();
     let texts = source.read()?;
     let origin = source.path.display().to_string();
@@ -157,7 +157,7 @@ pub fn sft_data(args: SftDataArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn weights(args: WeightsArgs) -> Result<()> {
+pub(super) fn weights(args: WeightsArgs) -> Result<()> {
     let report = crate::train::dataset_weights(&args.options())?;
     print::weights(&report, args.top);
     if let Some(out) = &args.out {
@@ -166,14 +166,14 @@ pub fn weights(args: WeightsArgs) -> Result<()> {
     Ok(())
 }
 
-pub fn loss(args: LossCmdArgs) -> Result<()> {
+pub(super) fn loss(args: LossCmdArgs) -> Result<()> {
     let samples = crate::train::read_token_probs(&args.probs)?;
     let report = crate::train::loss_report(&args.loss.config(), &samples)?;
     println!("{}", serde_json::to_string_pretty(&report)?);
     Ok(())
 }
 
-pub fn fixtures(args: FixturesArgs) -> Result<()> {
+pub(super) fn fixtures(args: FixturesArgs) -> Result<()> {
     let out = &args.out;
     crate::fixtures::write(out)?;
     println!(

@@ -12,7 +12,7 @@ use crate::train::finetune::FinetuneReport;
 use crate::train::LossReport;
 
 /// Notes about inputs that were looked for rather than given (stderr).
-pub fn input_notes(inputs: &Inputs) {
+pub(super) fn input_notes(inputs: &Inputs) {
     if inputs.data.fixtures {
         eprintln!(
             "note: no data folder (--data, $BFTKIT_DATA or ./data): using the built-in \
@@ -28,7 +28,7 @@ pub fn input_notes(inputs: &Inputs) {
 }
 
 /// `bftkit tasks`: every task, its kind and whether its data is present.
-pub fn tasks(set: &TaskSet, data: &Path) {
+pub(super) fn tasks(set: &TaskSet, data: &Path) {
     println!("tasks from {}; data folder {}", set.origin, data.display());
     println!("{:<34} {:<5} {:<7} title", "task", "group", "data");
     for t in &set.tasks {
@@ -49,7 +49,7 @@ pub fn tasks(set: &TaskSet, data: &Path) {
 
 /// One line per task and set: counts, coverage, the classifier's scores (or the other
 /// metrics below), and the first published reference.
-pub fn probe_table(r: &ProbeReport) {
+pub(super) fn probe_table(r: &ProbeReport) {
     println!(
         "{:<34} {:<12} {:>11} {:>8} {:>15} {:>7} {:>7} {:>7} {:>5}  reference",
         "task", "embeddings", "n (+/-)", "coverage", "ROC-AUC", "AP", "acc", "F1", "iter"
@@ -106,7 +106,7 @@ pub fn probe_table(r: &ProbeReport) {
 }
 
 /// What `bftkit embed` did.
-pub fn embedded(report: &EmbedReport, out: &Path, report_path: &Path) {
+pub(super) fn embedded(report: &EmbedReport, out: &Path, report_path: &Path) {
     println!(
         "embedded {} of {} genes ({} dims) in {:.1}s: {:.1} texts/s, {:.0} tokens/s, {} truncated at {} tokens",
         report.genes_embedded,
@@ -136,7 +136,7 @@ pub fn embedded(report: &EmbedReport, out: &Path, report_path: &Path) {
 }
 
 /// What `bftkit finetune` did.
-pub fn finetuned(report: &FinetuneReport, out: &Path) {
+pub(super) fn finetuned(report: &FinetuneReport, out: &Path) {
     println!(
         "{} steps on {} samples ({} truncated, {} without response tokens): loss {:.4} -> {:.4}",
         report.steps,
@@ -150,7 +150,7 @@ pub fn finetuned(report: &FinetuneReport, out: &Path) {
 }
 
 /// What `bftkit describe` did.
-pub fn described(report: &DescribeReport, out: &Path, report_path: &Path) {
+pub(super) fn described(report: &DescribeReport, out: &Path, report_path: &Path) {
     println!(
         "{} profiles ({} ended at end of turn, {} cut at {} tokens), {} tokens in {:.1} s \
          ({:.1} tokens/s)",
@@ -166,7 +166,7 @@ pub fn described(report: &DescribeReport, out: &Path, report_path: &Path) {
 }
 
 /// `bftkit weights`: the mean loss and the `top` samples BFT emphasises most.
-pub fn weights(report: &LossReport, top: usize) {
+pub(super) fn weights(report: &LossReport, top: usize) {
     let mut order: Vec<_> = report.samples.iter().collect();
     order.sort_by(|a, b| b.sample_weight.total_cmp(&a.sample_weight));
     println!(

@@ -4,7 +4,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 /// A bar of `len` items counted as `unit` (e.g. "tasks"), with `extra` fields after the count
 /// (indicatif template keys such as `{msg}`, `{elapsed}`, `{per_sec}`).
-pub fn bar(len: usize, unit: &str, extra: &str) -> ProgressBar {
+pub(super) fn bar(len: usize, unit: &str, extra: &str) -> ProgressBar {
     let template = format!("{{bar:30}} {{pos}}/{{len}} {unit}  {extra}");
     ProgressBar::new(len as u64)
         .with_style(ProgressStyle::with_template(&template).expect("valid template"))

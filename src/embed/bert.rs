@@ -436,7 +436,7 @@ mod tests {
         let together = fast.forward_many(&seqs).unwrap();
         let alone: Vec<f32> = seqs
             .iter()
-            .flat_map(|(i, t)| fast.forward(i, t).unwrap())
+            .flat_map(|&(i, t)| fast.forward_many(&[(i, t)]).unwrap())
             .collect();
         assert_eq!(together.len(), alone.len());
         let diff = together

@@ -31,7 +31,7 @@ struct Layer {
 }
 
 /// BERT weights laid out for [`FastBert::forward`].
-pub struct FastBert {
+pub(crate) struct FastBert {
     hidden: usize,
     heads: usize,
     inter: usize,
@@ -45,7 +45,7 @@ pub struct FastBert {
 }
 
 impl FastBert {
-    pub fn load(weights: &Path, cfg: &Config) -> Result<Self> {
+    pub(crate) fn load(weights: &Path, cfg: &Config) -> Result<Self> {
         if cfg.hidden_act != HiddenAct::Gelu {
             bail!("the fast BERT path implements exact (erf) GELU only; use --backend candle");
         }
@@ -152,17 +152,12 @@ impl FastBert {
         })
     }
 
-    /// Final hidden states (row-major `[t, hidden]`) of one unpadded sequence.
-    pub fn forward(&self, ids: &[u32], type_ids: &[u32]) -> Result<Vec<f32>> {
-        self.forward_many(&[(ids, type_ids)])
-    }
-
     /// Final hidden states of several unpadded sequences, their rows one after the other
     /// (`[Σt, hidden]`). The dense layers run once over all rows — one GEMM per weight for the
     /// whole group, so each weight matrix is packed once per group rather than once per text
     /// (re-packing was ~11% of the time with one text per call) — and attention runs per
     /// sequence, so no token ever sees another text or any padding.
-    pub fn forward_many(&self, seqs: &[(&[u32], &[u32])]) -> Result<Vec<f32>> {
+    pub(crate) fn forward_many(&self, seqs: &[(&[u32], &[u32])]) -> Result<Vec<f32>> {
         let h = self.hidden;
         let mut starts = Vec::with_capacity(seqs.len() + 1);
         starts.push(0usize);
@@ -282,11 +277,11 @@ impl FastBert {
 mod kernels {
     /// `a·b + c`: one fused instruction in the AVX2+FMA build, a multiply and an add in the
     /// generic one (where `f32::mul_add` would be a software `fmaf` call per element).
-    pub trait MulAdd {
+    pub(super) trait MulAdd {
         fn mul_add(a: f32, b: f32, c: f32) -> f32;
     }
-    pub struct Fused;
-    pub struct Plain;
+    pub(super) struct Fused;
+    pub(super) struct Plain;
     impl MulAdd for Fused {
         #[inline(always)]
         fn mul_add(a: f32, b: f32, c: f32) -> f32 {
@@ -303,7 +298,7 @@ mod kernels {
     macro_rules! dispatch {
         ($(#[$doc:meta])* $name:ident => $body:ident ($($arg:ident : $ty:ty),*)) => {
             $(#[$doc])*
-            pub fn $name($($arg: $ty),*) {
+            pub(super) fn $name($($arg: $ty),*) {
                 #[cfg(target_arch = "x86_64")]
                 {
                     #[target_feature(enable = "avx2,fma")]
@@ -350,7 +345,7 @@ mod kernels {
     /// e^x for x in [-87, 88] (clamped outside), relative error ~2e-7 (Cephes expf
     /// polynomial); branch-free, so loops over it vectorise.
     #[inline(always)]
-    pub fn exp<M: MulAdd>(x: f32) -> f32 {
+    pub(super) fn exp<M: MulAdd>(x: f32) -> f32 {
         let x = x.clamp(-87.0, 88.0);
         // Round x·log2(e) to the nearest integer with the 1.5·2^23 trick: the sum's low
         // mantissa bits then hold that integer, read back with integer arithmetic (an `as i32`
@@ -375,7 +370,7 @@ mod kernels {
 
     /// erf(x), absolute error ≤ 1.5e-7 (Abramowitz & Stegun 7.1.26).
     #[inline(always)]
-    pub fn erf<M: MulAdd>(x: f32) -> f32 {
+    pub(super) fn erf<M: MulAdd>(x: f32) -> f32 {
         let a = x.abs();
         let t = 1.0 / M::mul_add(0.327_591_1, a, 1.0);
         let mut poly = 1.061_405_4;

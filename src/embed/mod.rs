@@ -6,12 +6,13 @@
 //! (shared with fine-tuning). [`TextEncoder`] picks one from the model folder's `config.json`.
 //! Gene lists and text sources are read by [`crate::io::texts`].
 
-pub mod bert;
+pub(crate) mod bert;
 pub mod cells;
-pub mod decoder;
-pub mod fastbert;
+pub(crate) mod decoder;
+pub(crate) mod fastbert;
 
 pub use bert::{Backend, BertEncoder, EncodeOptions, Pooling};
+pub use decoder::DecoderEncoder;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;

@@ -68,7 +68,7 @@ pub struct ProbeInput<'a> {
 }
 
 /// What the report's layouts need from a probe run, by task (see [`SetViews`]).
-pub type Views = Vec<(String, Vec<SetViews>)>;
+pub(crate) type Views = Vec<(String, Vec<SetViews>)>;
 
 /// Runs every task on every set. `on_task` is called before each task (for progress).
 pub fn run_probe(
@@ -81,7 +81,7 @@ pub fn run_probe(
 
 /// [`run_probe`], also handing back the vectors and classes the report's UMAPs need when
 /// `keep_views`.
-pub fn run_probe_with_views(
+pub(crate) fn run_probe_with_views(
     input: &ProbeInput<'_>,
     opts: &ProbeOptions,
     keep_views: bool,

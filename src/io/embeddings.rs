@@ -18,13 +18,15 @@ use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use sha2::{Digest, Sha256};
 
 /// A set of gene vectors: row `i` of `values` (row-major, `dim` wide) belongs to `ids[i]`.
+/// Built only through [`GeneEmbeddings::new`] (or a reader), which checks shape, finiteness and
+/// unique ids; read through the accessors.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GeneEmbeddings {
-    pub ids: Vec<String>,
-    pub dim: usize,
-    pub values: Vec<f32>,
+    pub(crate) ids: Vec<String>,
+    pub(crate) dim: usize,
+    pub(crate) values: Vec<f32>,
     /// Free text saying where the vectors came from (model, texts); empty when unknown.
-    pub source: String,
+    pub(crate) source: String,
 }
 
 /// File formats the embedding reader and writer understand.
@@ -96,6 +98,32 @@ impl GeneEmbeddings {
             values,
             source,
         })
+    }
+
+    /// The gene ids, one per row.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// The width of a vector.
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Every vector, row-major.
+    pub fn values(&self) -> &[f32] {
+        &self.values
+    }
+
+    /// Where the vectors came from.
+    pub fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The set with its source described anew.
+    pub fn with_source(mut self, source: impl Into<String>) -> Self {
+        self.source = source.into();
+        self
     }
 
     pub fn len(&self) -> usize {

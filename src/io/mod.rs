@@ -8,8 +8,9 @@ pub mod embeddings;
 pub mod gene_ids;
 pub mod h5ad;
 pub mod matrix;
-pub mod table;
+pub(crate) mod table;
 pub mod texts;
 
 pub use embeddings::GeneEmbeddings;
 pub use gene_ids::{GeneIdMap, GeneResolver};
+pub use table::ColumnRef;

@@ -27,7 +27,7 @@ impl std::fmt::Display for ColumnRef {
 
 /// A whole delimited file: the header and every data row with its 1-based line number.
 #[derive(Debug)]
-pub struct Table {
+pub(crate) struct Table {
     pub path: PathBuf,
     pub header: Vec<String>,
     pub rows: Vec<(u64, csv::StringRecord)>,
@@ -36,7 +36,7 @@ pub struct Table {
 impl Table {
     /// Reads `path`; the delimiter is `,` for `.csv` files and a tab otherwise.
     /// `has_header = false` names columns by position only.
-    pub fn read(path: &Path, has_header: bool) -> Result<Self> {
+    pub(crate) fn read(path: &Path, has_header: bool) -> Result<Self> {
         let delimiter = match path.extension().and_then(|e| e.to_str()) {
             Some(e) if e.eq_ignore_ascii_case("csv") => b',',
             _ => b'\t',
@@ -44,7 +44,7 @@ impl Table {
         Self::read_with(path, has_header, delimiter)
     }
 
-    pub fn read_with(path: &Path, has_header: bool, delimiter: u8) -> Result<Self> {
+    pub(crate) fn read_with(path: &Path, has_header: bool, delimiter: u8) -> Result<Self> {
         let file = path.display();
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(delimiter)
@@ -91,7 +91,7 @@ impl Table {
     }
 
     /// Position of a column, with an error listing the header when it is absent.
-    pub fn column(&self, col: &ColumnRef) -> Result<usize> {
+    pub(crate) fn column(&self, col: &ColumnRef) -> Result<usize> {
         let width = self.header.len().max(self.rows[0].1.len());
         match col {
             ColumnRef::Index(i) if *i < width => Ok(*i),
@@ -111,7 +111,11 @@ impl Table {
     }
 
     /// The trimmed field `col` of a row, or an error naming the line when the row is short.
-    pub fn field<'r>(&self, row: &'r (u64, csv::StringRecord), col: usize) -> Result<&'r str> {
+    pub(crate) fn field<'r>(
+        &self,
+        row: &'r (u64, csv::StringRecord),
+        col: usize,
+    ) -> Result<&'r str> {
         match row.1.get(col) {
             Some(v) => Ok(v.trim()),
             None => bail!(

@@ -19,14 +19,11 @@ use tokenizers::Tokenizer;
 use super::DecoderConfig;
 
 /// Everything bftkit needs from a GGUF file.
-pub struct GgufModel {
+pub(crate) struct GgufModel {
     pub config: DecoderConfig,
     /// f32 tensors under Hugging Face names (`model.layers.0.self_attn.q_proj.weight`, ...).
     pub tensors: HashMap<String, Tensor>,
     pub tokenizer: Tokenizer,
-    pub bos_token_id: Option<u32>,
-    pub eos_token_id: Option<u32>,
-    pub chat_template: Option<String>,
 }
 
 fn meta<'a>(c: &'a Content, key: &str, file: &str) -> Result<&'a Value> {
@@ -75,7 +72,7 @@ const LAYER: &[(&str, &str)] = &[
 ];
 
 /// Hugging Face name of a GGUF tensor (`blk.3.attn_q.weight` → `model.layers.3.self_attn.q_proj.weight`).
-pub fn hf_name(name: &str) -> Option<String> {
+pub(crate) fn hf_name(name: &str) -> Option<String> {
     if let Some((_, hf)) = GLOBAL.iter().find(|(g, _)| *g == name) {
         return Some(hf.to_string());
     }
@@ -85,8 +82,9 @@ pub fn hf_name(name: &str) -> Option<String> {
     Some(format!("model.layers.{layer}.{hf}.{kind}"))
 }
 
-/// GGUF name of a Hugging Face tensor (the inverse of [`hf_name`]).
-pub fn gguf_name(name: &str) -> Option<String> {
+/// GGUF name of a Hugging Face tensor (the inverse of [`hf_name`]; test fixtures write GGUF).
+#[cfg(test)]
+pub(crate) fn gguf_name(name: &str) -> Option<String> {
     if let Some((g, _)) = GLOBAL.iter().find(|(_, hf)| *hf == name) {
         return Some(g.to_string());
     }
@@ -98,7 +96,7 @@ pub fn gguf_name(name: &str) -> Option<String> {
 
 /// llama.cpp's q/k row permutation for interleaved RoPE: rows (head, pair, i) → (head, i, pair).
 /// `inverse` undoes it.
-pub fn permute_rows(w: &Tensor, heads: usize, inverse: bool) -> Result<Tensor> {
+pub(crate) fn permute_rows(w: &Tensor, heads: usize, inverse: bool) -> Result<Tensor> {
     let dims = w.dims().to_vec();
     let hd = dims[0] / heads;
     let rest: usize = dims[1..].iter().product();
@@ -178,7 +176,7 @@ fn tokenizer(c: &Content, file: &str) -> Result<Tokenizer> {
 }
 
 /// Reads a GGUF file: configuration, dequantised tensors, tokenizer.
-pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
+pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
     let file = path.display().to_string();
     let mut reader = std::fs::File::open(path).with_context(|| format!("{file}: cannot open"))?;
     let c =
@@ -231,20 +229,8 @@ pub fn load(path: &Path, device: &Device) -> Result<GgufModel> {
         }
         tensors.insert(hf, t);
     }
-    let id = |k: &str| {
-        c.metadata
-            .get(k)
-            .and_then(|v| as_usize(v).ok())
-            .map(|v| v as u32)
-    };
     Ok(GgufModel {
         tokenizer: tokenizer(&c, &file)?,
-        bos_token_id: id("tokenizer.ggml.bos_token_id"),
-        eos_token_id: id("tokenizer.ggml.eos_token_id"),
-        chat_template: c
-            .metadata
-            .get("tokenizer.chat_template")
-            .and_then(|v| v.to_string().ok().cloned()),
         config,
         tensors,
     })
@@ -308,7 +294,6 @@ mod tests {
         );
         assert_eq!(ids("a12"), vec![1, 9, 10], "digits split one by one");
         assert_eq!(g.tokenizer.decode(&[5, 4, 7], false).unwrap(), "ab abc");
-        assert_eq!((g.bos_token_id, g.eos_token_id), (Some(0), Some(0)));
     }
 
     #[test]

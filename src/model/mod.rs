@@ -7,7 +7,7 @@ pub mod chat;
 pub mod decoder;
 pub mod device;
 pub mod generate;
-pub mod gguf;
+pub(crate) mod gguf;
 pub mod lora;
 pub mod weights;
 

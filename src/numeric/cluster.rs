@@ -25,7 +25,7 @@ fn contingency(a: &[usize], b: &[usize]) -> Contingency {
 }
 
 /// Adjusted Rand index (Hubert & Arabie), as scikit-learn's `adjusted_rand_score`.
-pub fn ari(a: &[usize], b: &[usize]) -> f64 {
+pub(crate) fn ari(a: &[usize], b: &[usize]) -> f64 {
     let n = a.len() as f64;
     let c2 = |x: f64| x * (x - 1.0) / 2.0;
     let (t, ra, rb) = contingency(a, b);
@@ -42,7 +42,7 @@ pub fn ari(a: &[usize], b: &[usize]) -> f64 {
 
 /// Normalised mutual information with the arithmetic-mean normaliser (scikit-learn's default
 /// for `normalized_mutual_info_score`).
-pub fn nmi(a: &[usize], b: &[usize]) -> f64 {
+pub(crate) fn nmi(a: &[usize], b: &[usize]) -> f64 {
     let n = a.len() as f64;
     let (t, ra, rb) = contingency(a, b);
     let h = |r: &[f64]| -> f64 {
@@ -68,7 +68,7 @@ pub fn nmi(a: &[usize], b: &[usize]) -> f64 {
 }
 
 /// k-means (Lloyd) with k-means++ seeding, best of `restarts` by inertia; labels per row.
-pub fn kmeans(x: &[f32], d: usize, k: usize, restarts: usize, seed: u64) -> Vec<usize> {
+pub(crate) fn kmeans(x: &[f32], d: usize, k: usize, restarts: usize, seed: u64) -> Vec<usize> {
     let n = x.len() / d;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let dist2 =

@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 /// columns of an `n × n` row-major matrix (`vectors[i * n + c]` is component `i` of the `c`-th
 /// vector), each with unit norm and its largest-magnitude component positive (the first such,
 /// on ties), so that the result does not depend on the solver's sign choices.
-pub struct SymmetricEigen {
+pub(crate) struct SymmetricEigen {
     pub n: usize,
     pub values: Vec<f64>,
     pub vectors: Vec<f64>,
@@ -15,14 +15,14 @@ pub struct SymmetricEigen {
 
 impl SymmetricEigen {
     /// Component `i` of the `c`-th eigenvector.
-    pub fn at(&self, i: usize, c: usize) -> f64 {
+    pub(crate) fn at(&self, i: usize, c: usize) -> f64 {
         self.vectors[i * self.n + c]
     }
 }
 
 /// Eigen-decomposition of the symmetric `n × n` matrix `a` (row-major; only the lower triangle
 /// is read). Fails on non-finite entries.
-pub fn symmetric_eigen(a: &[f64], n: usize) -> Result<SymmetricEigen> {
+pub(crate) fn symmetric_eigen(a: &[f64], n: usize) -> Result<SymmetricEigen> {
     if a.len() != n * n {
         bail!("symmetric_eigen: {} values for a {n} × {n} matrix", a.len());
     }
@@ -66,7 +66,7 @@ pub fn symmetric_eigen(a: &[f64], n: usize) -> Result<SymmetricEigen> {
 /// different (equally valid) layout for the same seed. Measured on the fixture run: with faer
 /// every one of the 3,120 UMAP coordinates changed. Keeping Jacobi keeps saved layouts
 /// reproducible from their seed across versions.
-pub fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
+pub(crate) fn jacobi_eigen(mut a: Vec<Vec<f64>>) -> (Vec<f64>, Vec<Vec<f64>>) {
     let p = a.len();
     let mut v = vec![vec![0.0; p]; p];
     for (i, row) in v.iter_mut().enumerate() {

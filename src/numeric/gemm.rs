@@ -5,7 +5,7 @@
 /// `c[m×n] (row stride ldc) = scale · a[m×k] · b[k×n]`, single-threaded, for operands given by
 /// their first element and (row, column) strides. Bounds are checked before the unsafe call.
 #[allow(clippy::too_many_arguments)]
-pub fn matmul(
+pub(crate) fn matmul(
     m: usize,
     n: usize,
     k: usize,

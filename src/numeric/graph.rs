@@ -150,7 +150,7 @@ fn smooth_knn_dist(dist: &[f32], n: usize, k: usize) -> (Vec<f64>, Vec<f64>) {
 
 /// The fuzzy simplicial set of a neighbour list: directed memberships
 /// `exp(−(d − ρ_i) / σ_i)`, then the fuzzy union w + wᵀ − w∘wᵀ.
-pub fn fuzzy_graph(nb: &Neighbors) -> SparseGraph {
+pub(crate) fn fuzzy_graph(nb: &Neighbors) -> SparseGraph {
     let (n, k) = (nb.n, nb.k);
     let (idx, dist) = (&nb.idx, &nb.dist);
     let (rho, sigma) = smooth_knn_dist(dist, n, k);

@@ -3,11 +3,11 @@
 //! the fuzzy graph, clustering and its agreement scores, dense symmetric eigensolvers, and fast
 //! seedable generators. Nothing here reads files or prints.
 
-pub mod cluster;
-pub mod eigen;
-pub mod gemm;
-pub mod graph;
-pub mod neighbors;
-pub mod rng;
+pub(crate) mod cluster;
+pub(crate) mod eigen;
+pub(crate) mod gemm;
+pub(crate) mod graph;
+pub(crate) mod neighbors;
+pub(crate) mod rng;
 #[cfg(test)]
 pub(crate) mod testdata;

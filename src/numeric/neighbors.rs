@@ -8,7 +8,7 @@ use rayon::prelude::*;
 /// The k nearest neighbours of every row, the row itself first, nearest first: `k` indices and
 /// euclidean distances per row.
 #[derive(Debug, Clone)]
-pub struct Neighbors {
+pub(crate) struct Neighbors {
     pub n: usize,
     pub k: usize,
     pub idx: Vec<u32>,
@@ -17,14 +17,14 @@ pub struct Neighbors {
 
 impl Neighbors {
     /// Exact euclidean neighbours of the `n` rows of width `d` (`k` includes the row itself).
-    pub fn exact(x: &[f32], n: usize, d: usize, k: usize) -> Self {
+    pub(crate) fn exact(x: &[f32], n: usize, d: usize, k: usize) -> Self {
         let k = k.min(n);
         let (idx, dist) = knn(x, n, d, k);
         Self { n, k, idx, dist }
     }
 
     /// The first `k` neighbours of each row (scib-metrics' `subset_neighbors`).
-    pub fn first(&self, k: usize) -> Self {
+    pub(crate) fn first(&self, k: usize) -> Self {
         let k = k.min(self.k);
         let take =
             |v: &[u32]| -> Vec<u32> { v.chunks(self.k).flat_map(|r| &r[..k]).copied().collect() };
@@ -42,7 +42,7 @@ impl Neighbors {
     }
 
     /// Row `i`'s neighbour indices and distances.
-    pub fn row(&self, i: usize) -> (&[u32], &[f32]) {
+    pub(crate) fn row(&self, i: usize) -> (&[u32], &[f32]) {
         (
             &self.idx[i * self.k..(i + 1) * self.k],
             &self.dist[i * self.k..(i + 1) * self.k],
@@ -59,7 +59,7 @@ impl Neighbors {
 /// Tile pairs run in parallel, each worker keeping its own candidate lists; the lists are
 /// merged at the end. A list's content is the k smallest (distance, index) pairs it was
 /// offered, whatever the order, so the result does not depend on the thread count.
-pub fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
+pub(crate) fn knn(x: &[f32], n: usize, d: usize, k: usize) -> (Vec<u32>, Vec<f32>) {
     let norms: Vec<f32> = x.chunks(d).map(|r| r.iter().map(|v| v * v).sum()).collect();
     const TILE: usize = 512;
     let kk = k.min(n).saturating_sub(1); // neighbours besides the point itself
@@ -220,6 +220,7 @@ impl TopK {
 
 /// Trustworthiness (Venna & Kaski; scikit-learn's definition) of `low` as an embedding of
 /// `high`, with `k` neighbours: 1 means no point gains neighbours that were far away.
+#[cfg(test)]
 pub fn trustworthiness(high: &[f32], d_high: usize, low: &[f32], d_low: usize, k: usize) -> f64 {
     let n = high.len() / d_high;
     // Rank of every point by distance in the original space, per row (exact).

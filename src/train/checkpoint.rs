@@ -15,7 +15,7 @@ use crate::model::lora::LoraConfig;
 
 /// What a checkpoint folder's `state.json` holds.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct CheckpointState {
+pub(crate) struct CheckpointState {
     pub step: usize,
     pub train: TrainConfig,
     pub lora: Option<LoraConfig>,
@@ -34,7 +34,7 @@ impl CheckpointState {
 }
 
 /// The `checkpoint-STEP` folder of `out` with the highest step (one with a `state.json`).
-pub fn latest(out: &Path) -> Result<Option<PathBuf>> {
+pub(crate) fn latest(out: &Path) -> Result<Option<PathBuf>> {
     if !out.is_dir() {
         return Ok(None);
     }
@@ -56,7 +56,12 @@ pub fn latest(out: &Path) -> Result<Option<PathBuf>> {
 }
 
 /// Writes `out/checkpoint-STEP` atomically: into a temporary folder, renamed when complete.
-pub fn save(out: &Path, varmap: &VarMap, opt: &AdamW, state: &CheckpointState) -> Result<()> {
+pub(crate) fn save(
+    out: &Path,
+    varmap: &VarMap,
+    opt: &AdamW,
+    state: &CheckpointState,
+) -> Result<()> {
     let tmp = out.join(format!(".checkpoint-{}.tmp", state.step));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
@@ -71,7 +76,7 @@ pub fn save(out: &Path, varmap: &VarMap, opt: &AdamW, state: &CheckpointState) -
 /// Restores the latest checkpoint of `out` into `varmap` (whose variables `params` are) and
 /// returns its state and optimizer; fails when there is none or it was saved with other
 /// settings than `expected`.
-pub fn restore(
+pub(crate) fn restore(
     out: &Path,
     varmap: &VarMap,
     params: &[(String, Var)],

@@ -22,7 +22,7 @@ fn register_font() {
 }
 
 /// A categorical palette (Tableau 10), then grey for the "other" class.
-pub fn colour(i: usize) -> RGBColor {
+pub(crate) fn colour(i: usize) -> RGBColor {
     const P: [(u8, u8, u8); 10] = [
         (31, 119, 180),
         (255, 127, 14),
@@ -45,7 +45,7 @@ fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
 
 /// A scatter plot of 2-D points coloured by class. `classes[i]` indexes `class_names`; points
 /// of class `None` are drawn first, small and light grey ("unlabelled").
-pub fn scatter_png(
+pub(crate) fn scatter_png(
     path: &Path,
     title: &str,
     xy: &[[f32; 2]],
@@ -148,7 +148,7 @@ fn short(s: &str, n: usize) -> String {
 
 /// One bar per (task, embedding set): mean with a ±sd error bar, sets side by side within each
 /// task; `values[set][task]` is `None` where a set has no score.
-pub fn bars_png(
+pub(crate) fn bars_png(
     path: &Path,
     title: &str,
     y_label: &str,
@@ -229,7 +229,7 @@ pub fn bars_png(
 
 /// A scIB-style table: one row per embedding set, one column per task, each cell a circle
 /// whose size and shade follow the score (min-max within the column), the value written beside.
-pub fn table_png(
+pub(crate) fn table_png(
     path: &Path,
     title: &str,
     columns: &[String],

@@ -134,7 +134,7 @@ impl CellOutcome {
 
 /// The task on every set: GenePT-w cell vectors, then [`evaluate`]. Any set that cannot be
 /// scored fails the task (a cell task compares sets on the same cells).
-pub fn run(name: &str, task: &CellTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(name: &str, task: &CellTask, input: &RunInput<'_>) -> Result<TaskRun> {
     let data = load(&task.cells, input.data_dir)?;
     let folds = task.folds(input);
     let (n, k) = (data.labels.len(), data.class_names.len());

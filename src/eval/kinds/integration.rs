@@ -60,7 +60,7 @@ pub struct IntegrationOutcome {
 }
 
 /// The task on every set: RNA and ADT GenePT-w vectors, modality as batch, scIB metrics.
-pub fn run(name: &str, task: &IntegrationTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(name: &str, task: &IntegrationTask, input: &RunInput<'_>) -> Result<TaskRun> {
     let data = load(&task.integration, input.data_dir)?;
     let g = &data.gating;
     let gated = format!(

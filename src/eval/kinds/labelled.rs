@@ -536,7 +536,7 @@ fn empty() -> ProbeDataset {
 
 /// The classes of a gene task for every row of an embedding set (positive 0, negative 1,
 /// `None` for genes outside the task): what colours a gene layout.
-pub type GeneClasses = Vec<Option<usize>>;
+pub(crate) type GeneClasses = Vec<Option<usize>>;
 
 fn gene_classes_of(ds: &ProbeDataset, n_rows: usize) -> GeneClasses {
     let mut classes = vec![None; n_rows];
@@ -550,7 +550,7 @@ fn gene_classes_of(ds: &ProbeDataset, n_rows: usize) -> GeneClasses {
 
 /// The classes of a gene task for every gene of one set, read from its files (for a layout
 /// coloured by a task the probe did not run); `None` when the task cannot be built on it.
-pub fn gene_classes(
+pub(crate) fn gene_classes(
     task: &LabelledTask,
     input: &RunInput<'_>,
     set: &crate::eval::sets::EmbeddingSet,
@@ -567,7 +567,7 @@ pub fn gene_classes(
 /// Probes every set. Sets keyed by the same gene ids (the random baseline and its source) share
 /// one dataset: resolution and folds depend only on the ids. A set left with too few examples is
 /// skipped (listed) when the run allows it.
-pub fn run(name: &str, task: &LabelledTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(name: &str, task: &LabelledTask, input: &RunInput<'_>) -> Result<TaskRun> {
     let rows = read_task_rows(task, input.data_dir)?;
     let mut out = TaskRun::default();
     let mut built: Vec<(usize, ProbeDataset, Coverage)> = Vec::new();

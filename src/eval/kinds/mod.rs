@@ -28,7 +28,7 @@ use crate::eval::probe::metrics::MeanSd;
 use crate::io::{GeneEmbeddings, GeneIdMap, GeneResolver};
 
 /// What every kind needs besides its own section of the task file.
-pub struct RunInput<'a> {
+pub(crate) struct RunInput<'a> {
     pub data_dir: &'a Path,
     pub sets: &'a [EmbeddingSet],
     pub gene_map: Option<&'a GeneIdMap>,
@@ -48,13 +48,13 @@ pub struct RunInput<'a> {
 
 impl RunInput<'_> {
     /// Matches task genes to the rows of `emb`.
-    pub fn resolver<'e>(&'e self, emb: &GeneEmbeddings) -> GeneResolver<'e> {
+    pub(crate) fn resolver<'e>(&'e self, emb: &GeneEmbeddings) -> GeneResolver<'e> {
         GeneResolver::new(emb, self.gene_map)
     }
 }
 
 /// One task scored on one set (`set` indexes [`RunInput::sets`]).
-pub struct Scored {
+pub(crate) struct Scored {
     pub set: usize,
     /// The protocol as it ran (split, seed, counts).
     pub protocol: String,
@@ -63,7 +63,7 @@ pub struct Scored {
 
 /// What one task did on all sets.
 #[derive(Default)]
-pub struct TaskRun {
+pub(crate) struct TaskRun {
     pub scored: Vec<Scored>,
     /// Why a set could not be scored (the task is then listed as skipped on it).
     pub skipped: Vec<String>,
@@ -71,7 +71,7 @@ pub struct TaskRun {
 }
 
 /// Points a kind built for a set, ready to lay out, with one or more ways to colour them.
-pub struct PointCloud {
+pub(crate) struct PointCloud {
     pub set: usize,
     pub names: Vec<String>,
     /// `names.len() × dim`, row-major.
@@ -82,7 +82,7 @@ pub struct PointCloud {
 
 /// Classes of the points of a layout: what colours it.
 #[derive(Debug, Clone)]
-pub struct Colouring {
+pub(crate) struct Colouring {
     /// What the classes are (a task name, with the labelling in brackets when it is not the
     /// task's own labels).
     pub label: String,
@@ -91,7 +91,7 @@ pub struct Colouring {
 }
 
 /// What the report's layouts need from a task on one set.
-pub enum SetViews {
+pub(crate) enum SetViews {
     /// A gene task's classes per row of set `set`.
     GeneClasses {
         set: usize,

@@ -53,7 +53,7 @@ pub struct PerturbationOutcome {
 }
 
 /// The task on every set: leave one perturbation out ([`evaluate`]).
-pub fn run(task: &PerturbationTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(task: &PerturbationTask, input: &RunInput<'_>) -> Result<TaskRun> {
     let src = &task.perturbation;
     let data = load(src, input.data_dir)?;
     let mut out = TaskRun::default();

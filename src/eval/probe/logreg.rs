@@ -128,13 +128,13 @@ impl FittedLogistic {
 /// Per-feature centring and scaling fitted on training rows (scikit-learn's `StandardScaler`:
 /// population sd; a constant feature keeps scale 1).
 #[derive(Debug, Clone)]
-pub struct Standardizer {
+pub(crate) struct Standardizer {
     pub mean: Vec<f64>,
     pub scale: Vec<f64>,
 }
 
 impl Standardizer {
-    pub fn fit(x: Design<'_>) -> Self {
+    pub(crate) fn fit(x: Design<'_>) -> Self {
         let (n, d) = (x.n as f64, x.d);
         let mut mean = vec![0.0f64; d];
         for i in 0..x.n {
@@ -164,7 +164,7 @@ impl Standardizer {
     }
 
     /// Standardises `x` into a new row-major matrix.
-    pub fn transform(&self, x: Design<'_>) -> Vec<f32> {
+    pub(crate) fn transform(&self, x: Design<'_>) -> Vec<f32> {
         let mut out = x.values.to_vec();
         out.par_chunks_mut(x.d).for_each(|row| {
             for ((v, m), s) in row.iter_mut().zip(&self.mean).zip(&self.scale) {
@@ -317,7 +317,11 @@ fn lbfgs(obj: &Objective<'_>, p: &LogisticRegression) -> Result<(Vec<f64>, usize
 /// Fits the same problem with the `linfa-logistic` crate (its objective is the unscaled sum, so
 /// `alpha = 1/C` and the gradient tolerance is scaled by n to match). Kept as an independent
 /// cross-check and for the speed comparison in `bench/`.
-pub fn fit_linfa(p: &LogisticRegression, x: Design<'_>, y: &[bool]) -> Result<FittedLogistic> {
+pub(crate) fn fit_linfa(
+    p: &LogisticRegression,
+    x: Design<'_>,
+    y: &[bool],
+) -> Result<FittedLogistic> {
     use linfa::prelude::*;
     p.check()?;
     let records = ndarray::Array2::from_shape_fn((x.n, x.d), |(i, j)| x.values[i * x.d + j] as f64);

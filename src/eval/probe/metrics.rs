@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 /// Area under the ROC curve, in [0, 1]; 0.5 is chance, higher is better.
 /// `None` when only one class is present.
-pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
+pub(crate) fn roc_auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
     assert_eq!(
         labels.len(),
         scores.len(),
@@ -40,7 +40,7 @@ pub fn roc_auc(labels: &[bool], scores: &[f64]) -> Option<f64> {
 
 /// Average precision (area under the precision-recall curve, step-wise), in [0, 1]; the
 /// positive-class fraction is chance, higher is better. `None` when there is no positive.
-pub fn average_precision(labels: &[bool], scores: &[f64]) -> Option<f64> {
+pub(crate) fn average_precision(labels: &[bool], scores: &[f64]) -> Option<f64> {
     assert_eq!(
         labels.len(),
         scores.len(),
@@ -75,7 +75,7 @@ pub fn average_precision(labels: &[bool], scores: &[f64]) -> Option<f64> {
 }
 
 /// Fraction of correct predictions at probability threshold 0.5, in [0, 1].
-pub fn accuracy(labels: &[bool], probs: &[f64]) -> f64 {
+pub(crate) fn accuracy(labels: &[bool], probs: &[f64]) -> f64 {
     let correct = labels
         .iter()
         .zip(probs)
@@ -86,7 +86,7 @@ pub fn accuracy(labels: &[bool], probs: &[f64]) -> f64 {
 
 /// F1 of the positive class at threshold 0.5, in [0, 1]; 0 when nothing is predicted positive
 /// and nothing is positive (scikit-learn's `zero_division=0`).
-pub fn f1(labels: &[bool], probs: &[f64]) -> f64 {
+pub(crate) fn f1(labels: &[bool], probs: &[f64]) -> f64 {
     let (mut tp, mut fp, mut fn_) = (0usize, 0usize, 0usize);
     for (&l, &p) in labels.iter().zip(probs) {
         match (p >= 0.5, l) {

@@ -5,9 +5,12 @@
 //! logistic regression (`logreg`), and scores the held-out rows (`metrics`); folds come from
 //! `split`. Results are plain data ([`ProbeScores`]). Nothing here knows about task files.
 
-pub mod logreg;
-pub mod metrics;
-pub mod split;
+pub(crate) mod logreg;
+pub(crate) mod metrics;
+pub(crate) mod split;
+
+pub use logreg::LogisticRegression;
+pub use metrics::MeanSd;
 
 use std::time::Instant;
 
@@ -17,8 +20,7 @@ use serde::{Deserialize, Serialize};
 
 use anyhow::Context;
 
-use self::logreg::{Design, LogisticRegression, Standardizer};
-use self::metrics::MeanSd;
+use self::logreg::{Design, Standardizer};
 use super::metric::ProbeMetric;
 use crate::io::GeneEmbeddings;
 

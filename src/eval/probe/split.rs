@@ -6,7 +6,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// One split: row indices for training and for testing.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Fold {
+pub(crate) struct Fold {
     pub train: Vec<usize>,
     pub test: Vec<usize>,
 }
@@ -14,14 +14,14 @@ pub struct Fold {
 /// Stratified k-fold: each class is shuffled with `seed` and dealt round-robin into `k` folds, so
 /// every fold holds each class in (almost) equal share. Deterministic for a given seed, on every
 /// platform (ChaCha8).
-pub fn stratified_kfold(labels: &[bool], k: usize, seed: u64) -> Vec<Fold> {
+pub(crate) fn stratified_kfold(labels: &[bool], k: usize, seed: u64) -> Vec<Fold> {
     let classes: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
     stratified_kfold_classes(&classes, k, seed)
 }
 
 /// [`stratified_kfold`] for any number of classes (`labels[i]` in `0..C`), classes dealt in
 /// index order from one generator.
-pub fn stratified_kfold_classes(labels: &[usize], k: usize, seed: u64) -> Vec<Fold> {
+pub(crate) fn stratified_kfold_classes(labels: &[usize], k: usize, seed: u64) -> Vec<Fold> {
     assert!(k >= 2, "k-fold needs k >= 2");
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut fold_of = vec![0usize; labels.len()];
@@ -38,7 +38,7 @@ pub fn stratified_kfold_classes(labels: &[usize], k: usize, seed: u64) -> Vec<Fo
 
 /// Folds from a per-row fold number in `0..k` (rows outside every fold are removed beforehand).
 /// Fold `f` tests on the rows numbered `f` and trains on every other numbered row.
-pub fn folds_from_assignment(fold_of: &[usize], k: usize) -> Vec<Fold> {
+pub(crate) fn folds_from_assignment(fold_of: &[usize], k: usize) -> Vec<Fold> {
     (0..k)
         .map(|f| Fold {
             train: (0..fold_of.len()).filter(|&i| fold_of[i] != f).collect(),

@@ -7,7 +7,7 @@ use crate::numeric::neighbors::Neighbors;
 
 /// Largest strongly connected component of each label's cells in the directed kNN graph, as a
 /// share of the label's cells, averaged over labels.
-pub fn graph_connectivity(nb: &Neighbors, labels: &[usize]) -> f64 {
+pub(crate) fn graph_connectivity(nb: &Neighbors, labels: &[usize]) -> f64 {
     let shares: Vec<f64> = rows_by_label(labels)
         .iter()
         .map(|rows| {

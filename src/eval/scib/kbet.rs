@@ -92,7 +92,7 @@ fn kbet_acceptance(nb: &Neighbors, batches: &[usize], alpha: f64) -> f64 {
 /// kBET per label (scib-metrics' `kbet_per_label`, alpha 0.05, 100 diffusion components) on the
 /// fuzzy graph of `nb`: labels under 10 cells or of one batch are skipped; a label whose graph
 /// is split keeps its components of at least 3·k0 cells if they hold 75 % of it (else 0).
-pub fn kbet_per_label(nb: &Neighbors, batches: &[usize], labels: &[usize]) -> f64 {
+pub(crate) fn kbet_per_label(nb: &Neighbors, batches: &[usize], labels: &[usize]) -> f64 {
     let graph = fuzzy_graph(nb);
     let scores: Vec<f64> = rows_by_label(labels)
         .par_iter()

@@ -9,7 +9,7 @@ use crate::numeric::neighbors::Neighbors;
 /// Inverse Simpson index of each cell's neighbourhood labels (LISI), with neighbour weights
 /// from a Gaussian kernel whose bandwidth matches `perplexity` (binary search, 50 tries,
 /// tolerance 1e-5, as scib-metrics). The cell itself is left out; −1 where no weight remains.
-pub fn lisi(nb: &Neighbors, labels: &[usize], perplexity: f64) -> Vec<f64> {
+pub(crate) fn lisi(nb: &Neighbors, labels: &[usize], perplexity: f64) -> Vec<f64> {
     let (lab, m) = codes(labels);
     let target = perplexity.ln();
     (0..nb.n)
@@ -89,7 +89,7 @@ fn nanmedian(v: &[f64]) -> f64 {
 }
 
 /// iLISI: median batch LISI, scaled to [0, 1] by (x − 1) / (batches − 1); 1 = fully mixed.
-pub fn ilisi(nb: &Neighbors, batches: &[usize]) -> f64 {
+pub(crate) fn ilisi(nb: &Neighbors, batches: &[usize]) -> f64 {
     let nbatch = codes(batches).1 as f64;
     let v = (nanmedian(&lisi(nb, batches, (nb.k / 3) as f64)) - 1.0) / (nbatch - 1.0);
     if v == 0.0 {
@@ -100,7 +100,7 @@ pub fn ilisi(nb: &Neighbors, batches: &[usize]) -> f64 {
 }
 
 /// cLISI: median label LISI, scaled by (labels − x) / (labels − 1); 1 = pure neighbourhoods.
-pub fn clisi(nb: &Neighbors, labels: &[usize]) -> f64 {
+pub(crate) fn clisi(nb: &Neighbors, labels: &[usize]) -> f64 {
     let nl = codes(labels).1 as f64;
     (nl - nanmedian(&lisi(nb, labels, (nb.k / 3) as f64))) / (nl - 1.0)
 }

@@ -11,22 +11,22 @@
 //! Neighbours are exact here (blocked GEMM); scib-metrics uses pynndescent (approximate), the
 //! one source of disagreement besides k-means initialisation (bench/scib_vs_scib_metrics.py).
 
-pub mod connectivity;
-pub mod kbet;
-pub mod lisi;
-pub mod pcr;
-pub mod silhouette;
+pub(crate) mod connectivity;
+pub(crate) mod kbet;
+pub(crate) mod lisi;
+pub(crate) mod pcr;
+pub(crate) mod silhouette;
 
 use std::collections::BTreeMap;
 
 use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
-pub use connectivity::graph_connectivity;
-pub use kbet::kbet_per_label;
-pub use lisi::{clisi, ilisi, lisi};
-pub use pcr::{pcr, pcr_comparison};
-pub use silhouette::{
+use connectivity::graph_connectivity;
+use kbet::kbet_per_label;
+use lisi::{clisi, ilisi};
+use pcr::{pcr, pcr_comparison};
+use silhouette::{
     batch_silhouette, isolated_labels, silhouette_label, silhouette_samples, Between, Distance,
 };
 

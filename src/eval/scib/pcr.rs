@@ -6,7 +6,7 @@ use super::codes;
 /// Share of the variance of `x` explained by the batch, over all principal components (PCR with
 /// every component: R² of each PC on the one-hot batch, weighted by the PC's variance). With
 /// all components PCA is a rotation, so this is the between-batch over total sum of squares.
-pub fn pcr(x: &[f32], d: usize, batches: &[usize]) -> f64 {
+pub(crate) fn pcr(x: &[f32], d: usize, batches: &[usize]) -> f64 {
     let n = batches.len();
     let (b, m) = codes(batches);
     let mut mean_all = vec![0f64; d];
@@ -43,7 +43,7 @@ pub fn pcr(x: &[f32], d: usize, batches: &[usize]) -> f64 {
 }
 
 /// PCR comparison: (PCR before − PCR after) / PCR before, 0 when the batch explains more after.
-pub fn pcr_comparison(pre: f64, post: f64) -> f64 {
+pub(crate) fn pcr_comparison(pre: f64, post: f64) -> f64 {
     let v = (pre - post) / pre;
     if v < 0.0 {
         0.0

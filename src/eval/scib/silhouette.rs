@@ -10,7 +10,7 @@ use super::{codes, mean, rows_by_label};
 
 /// Distance for silhouettes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Distance {
+pub(crate) enum Distance {
     Euclidean,
     /// 1 − cos, clipped to [0, 2].
     Cosine,
@@ -18,7 +18,7 @@ pub enum Distance {
 
 /// How a cell's distance to the other clusters is summarised.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Between {
+pub(crate) enum Between {
     /// The nearest other cluster's mean distance (the classic silhouette).
     Nearest,
     /// The mean distance to every cell of the other clusters (BRAS).
@@ -27,7 +27,7 @@ pub enum Between {
 
 /// Silhouette of every row (scikit-learn's `silhouette_samples`; 0 for a cluster of one),
 /// from all pairwise distances computed in row blocks.
-pub fn silhouette_samples(
+pub(crate) fn silhouette_samples(
     x: &[f32],
     d: usize,
     labels: &[usize],
@@ -109,13 +109,13 @@ pub fn silhouette_samples(
 }
 
 /// Mean silhouette of the labels, rescaled to [0, 1]: (ASW + 1) / 2.
-pub fn silhouette_label(sil: &[f64]) -> f64 {
+pub(crate) fn silhouette_label(sil: &[f64]) -> f64 {
     (mean(sil) + 1.0) / 2.0
 }
 
 /// Isolated-label score: the labels present in the fewest batches, each scored by the mean
 /// rescaled silhouette of its cells (over all labels), averaged.
-pub fn isolated_labels(sil: &[f64], labels: &[usize], batches: &[usize]) -> f64 {
+pub(crate) fn isolated_labels(sil: &[f64], labels: &[usize], batches: &[usize]) -> f64 {
     let mut batches_of: BTreeMap<usize, std::collections::BTreeSet<usize>> = BTreeMap::new();
     for (&l, &b) in labels.iter().zip(batches) {
         batches_of.entry(l).or_default().insert(b);
@@ -141,7 +141,7 @@ pub fn isolated_labels(sil: &[f64], labels: &[usize], batches: &[usize]) -> f64 
 /// (labels of one batch, or where every cell is its own batch, are skipped). `Cosine` +
 /// `MeanOther` is BRAS (scib-metrics' default); `Euclidean` + `Nearest` the classic
 /// silhouette batch. NaN when every label is skipped.
-pub fn batch_silhouette(
+pub(crate) fn batch_silhouette(
     x: &[f32],
     d: usize,
     labels: &[usize],
