@@ -1,4 +1,4 @@
-"""The cell-type task (SPEC §4) cross-checked against scikit-learn and numpy.
+"""The cell-type task (docs/tasks.md) cross-checked against scikit-learn and numpy.
 
 1. GenePT-w cell vectors recomputed in numpy from the same expression CSV and embeddings
    (genes matched by exact symbol), compared with bftkit's (`--export-folds`): cosine per cell.

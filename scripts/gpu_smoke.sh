@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # GPU smoke test: a short LoRA fine-tune (BFT, bf16 base weights) and a describe run on CUDA,
 # printing tokens/s. Run on the GPU machine from the repository root with a CUDA build of bftkit:
-#   cargo build --release --features cuda        # where nvcc exists (FINDINGS.md: PyPI wheels)
+#   cargo build --release --features cuda        # where nvcc exists (docs/dependencies.md: PyPI wheels)
 #   scripts/gpu_smoke.sh [BFTKIT_BINARY] [MODEL] [STEPS]
 # Needs models/ (scripts/fetch_models.sh) and the data of bench/finetune_smollm2.sh, or any
 # chat JSONL as $DATA.

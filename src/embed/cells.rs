@@ -1,4 +1,4 @@
-//! Cell embeddings from gene embeddings (GenePT-w, SPEC §4): each cell is the expression-weighted
+//! Cell embeddings from gene embeddings (GenePT-w; docs/embedding.md): each cell is the expression-weighted
 //! mean of the embeddings of its genes, L2-normalised:
 //! `z_i = normalize(Σ_g x[i,g] e_g / Σ_g x[i,g])` over the genes that have an embedding.
 //! How much of each cell's expression mass those genes carry is reported (coverage).

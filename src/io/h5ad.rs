@@ -1,5 +1,6 @@
 //! AnnData `.h5ad` files, read with the pure-Rust `hdf5-reader` crate (no libhdf5 to install;
-//! hdf5-metno needs the C library, which this project's machines cannot install — FINDINGS.md):
+//! hdf5-metno needs the C library, which this project's machines cannot install;
+//! docs/dependencies.md):
 //! the expression matrix (`X`, or `raw.X` with the raw gene names when present and asked for;
 //! dense, CSR or CSC), the gene names (`var` index) and the cell annotations (`obs`: its index,
 //! categorical and string columns; numeric columns as text). Both layouts are read: anndata ≥ 0.7

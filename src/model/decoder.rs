@@ -1,7 +1,7 @@
 //! A Llama / Qwen2-family causal decoder on candle-nn that can be trained.
 //!
 //! Why not candle-transformers' models: their RMSNorm, softmax and RoPE are fused ops without a
-//! backward pass (gradients silently stop, FINDINGS.md), `llama::Llama::forward` returns only the
+//! backward pass (gradients silently stop; docs/dependencies.md), `llama::Llama::forward` returns only the
 //! last position's logits, and Qwen2 keeps KV-cache state between calls. This decoder composes
 //! every op from differentiable primitives and returns hidden states for every position
 //! (`forward_hidden`) and logits for every position (`logits`). Grouped-query attention, SwiGLU,

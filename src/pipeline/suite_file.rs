@@ -3,7 +3,7 @@
 //!
 //! ```toml
 //! name = "minilm"
-//! data = "../shared/data"   # optional: else --data, $BFTKIT_DATA, ./data, or the fixtures
+//! data = "data"             # optional: else --data, $BFTKIT_DATA, ./data, or the fixtures
 //! seed = 0
 //! baseline = true           # add the random N(0,1) control
 //! tasks = ["all"]
@@ -12,7 +12,7 @@
 //!
 //! [[embeddings]]
 //! name = "MiniLM, GO profiles"
-//! texts = "../shared/data/gene_profiles_go/gene_profiles_go.tsv"
+//! texts = "data/gene_profiles_go/gene_profiles_go.tsv"
 //! model = "models/all-MiniLM-L6-v2"
 //!
 //! [[embeddings]]

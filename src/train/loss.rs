@@ -1,4 +1,4 @@
-//! The fine-tuning losses of `SPEC.md` §1 — SFT, DFT and Balanced Fine-Tuning (BFT) with its
+//! The fine-tuning losses of docs/bft.md — SFT, DFT and Balanced Fine-Tuning (BFT) with its
 //! ablations — as pure functions of the detached per-token log-probabilities of the gold tokens.
 //!
 //! For a micro-batch of B samples, with `l = −log p` per valid (response) token,

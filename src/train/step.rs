@@ -1,5 +1,5 @@
 //! One training step's loss on a decoder: teacher-forced log-probabilities of the gold tokens,
-//! weighted as SPEC §1 says by [`super::loss`], as a differentiable scalar.
+//! weighted by [`super::loss`] (docs/bft.md), as a differentiable scalar.
 //!
 //! The weights come from detached values (the log-probabilities are copied off the graph, weighed,
 //! and multiplied back in as constants), so gradients flow only through `−log p`, exactly the
