@@ -14,7 +14,7 @@ use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
 use super::bert::tokenize;
-use super::{EncodeOptions, Pooling};
+use super::bert::{EncodeOptions, Pooling};
 use crate::model::{Decoder, DecoderConfig};
 
 /// A loaded decoder with its tokenizer.

@@ -8,7 +8,8 @@ use std::time::Instant;
 
 use anyhow::Result;
 
-use super::kinds::{self, RunInput, SetViews, TaskRun};
+use super::kinds::shared::{RunInput, SetViews, TaskRun};
+use super::kinds::{self, Outcome};
 use super::probe::logreg::LogisticRegression;
 use super::probe::{PairFeature, Solver};
 use super::result::{ClassifierInfo, ProbeReport, SkippedTask, TaskResult};
@@ -158,7 +159,7 @@ pub(crate) fn run_probe_with_views(
 }
 
 /// One task on every set, by its kind; absent data is [`Error::DataMissing`].
-fn run_task(task: &TaskSpec, input: &RunInput<'_>) -> Result<TaskRun> {
+fn run_task(task: &TaskSpec, input: &RunInput<'_>) -> Result<TaskRun<Outcome>> {
     let missing = task.missing_files(input.data_dir);
     if !missing.is_empty() {
         return Err(Error::DataMissing {
@@ -167,12 +168,19 @@ fn run_task(task: &TaskSpec, input: &RunInput<'_>) -> Result<TaskRun> {
         }
         .into());
     }
-    match &task.kind {
-        TaskKind::Gene(t) | TaskKind::Pair(t) => kinds::labelled::run(&task.name, t, input),
-        TaskKind::Cell(t) => kinds::cell::run(&task.name, t, input),
-        TaskKind::Integration(t) => kinds::integration::run(&task.name, t, input),
-        TaskKind::Perturbation(t) => kinds::perturbation::run(t, input),
-    }
+    let name = &task.name;
+    Ok(match &task.kind {
+        TaskKind::Gene(t) => kinds::labelled::run(name, t, input)?.map(Outcome::Gene),
+        TaskKind::Pair(t) => kinds::labelled::run(name, t, input)?.map(|probe| Outcome::Pair {
+            probe,
+            feature: input.pair_feature,
+        }),
+        TaskKind::Cell(t) => kinds::cell::run(name, t, input)?.map(Outcome::Cell),
+        TaskKind::Integration(t) => {
+            kinds::integration::run(name, t, input)?.map(Outcome::Integration)
+        }
+        TaskKind::Perturbation(t) => kinds::perturbation::run(t, input)?.map(Outcome::Perturbation),
+    })
 }
 
 #[cfg(test)]

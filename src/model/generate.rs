@@ -18,9 +18,11 @@ use tokenizers::Tokenizer;
 use super::chat::{
     profile_messages, prompt_tokens, stop_tokens, ChatTemplate, PROFILE_SYSTEM, PROFILE_USER,
 };
+use super::decoder::Decoder;
 use super::decoder::KvCache;
+use super::device::{DeviceSpec, Precision};
 use super::lora::LoraConfig;
-use super::{load_pretrained, Decoder, DeviceSpec, Precision};
+use super::weights::load_pretrained;
 
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {

@@ -2,7 +2,7 @@
 //! names, and the BPE tokenizer rebuilt from the file's metadata with the tokenizers crate.
 //!
 //! llama.cpp's converter permutes the rows of Llama's q/k projections for its interleaved RoPE;
-//! they are permuted back here, so [`super::Decoder`] (Hugging Face's half-split RoPE) runs GGUF
+//! they are permuted back here, so [`super::decoder::Decoder`] (Hugging Face's half-split RoPE) runs GGUF
 //! and safetensors weights alike. Qwen2 files are not permuted. Quantised tensors are dequantised
 //! to f32 at load. Tokenizers: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the
 //! pre-tokenizers `gpt2`/`default` (GPT-2 regex) and `smollm`/`starcoder`/`refact` (single digits,
@@ -16,7 +16,7 @@ use candle_core::quantized::gguf_file::{Content, Value};
 use candle_core::{Device, Tensor};
 use tokenizers::Tokenizer;
 
-use super::DecoderConfig;
+use super::decoder::DecoderConfig;
 
 /// Everything bftkit needs from a GGUF file.
 pub(crate) struct GgufModel {

@@ -15,10 +15,12 @@ pub use decoder::{Decoder, DecoderConfig};
 pub use device::{DeviceSpec, Precision};
 pub use weights::{load_pretrained, Pretrained};
 
-use candle_core::Tensor;
-
 /// Largest absolute element-wise difference of two same-shaped tensors (parity checks).
-pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> candle_core::Result<f32> {
+#[cfg(test)]
+pub(crate) fn max_abs_diff(
+    a: &candle_core::Tensor,
+    b: &candle_core::Tensor,
+) -> candle_core::Result<f32> {
     (a - b)?
         .abs()?
         .max_all()?

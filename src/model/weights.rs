@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use candle_core::{Device, Tensor};
 use tokenizers::Tokenizer;
 
-use super::DecoderConfig;
+use super::decoder::DecoderConfig;
 
 /// The safetensors files of a Hugging Face folder (single file or index of shards).
 pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {

@@ -21,8 +21,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 
-use crate::eval::kinds::labelled::{self, GeneClasses};
-use crate::eval::kinds::{Colouring, PointCloud, RunInput, SetViews, TaskGroup};
+use crate::eval::kinds::labelled;
+use crate::eval::kinds::shared::{Colouring, GeneClasses, PointCloud, RunInput, SetViews};
+use crate::eval::kinds::TaskGroup;
 use crate::eval::result::ProbeReport;
 use crate::eval::sets::{unique_names, EmbeddingSet};
 use crate::eval::suite::{run_probe_with_views, ProbeInput, ProbeOptions, Views};

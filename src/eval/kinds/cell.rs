@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::labelled::Protocol;
 use super::matrix::{MatrixSource, ReadMatrix};
-use super::{Colouring, Outcome, PointCloud, RunInput, Scored, SetViews, TaskRun};
+use super::shared::{Colouring, PointCloud, RunInput, Scored, SetViews, TaskRun};
 use crate::embed::cells::{genept_w, CellCoverage};
 use crate::error::Error;
 use crate::eval::coverage::Coverage;
@@ -134,7 +134,11 @@ impl CellOutcome {
 
 /// The task on every set: GenePT-w cell vectors, then [`evaluate`]. Any set that cannot be
 /// scored fails the task (a cell task compares sets on the same cells).
-pub(crate) fn run(name: &str, task: &CellTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(
+    name: &str,
+    task: &CellTask,
+    input: &RunInput<'_>,
+) -> Result<TaskRun<CellOutcome>> {
     let data = load(&task.cells, input.data_dir)?;
     let folds = task.folds(input);
     let (n, k) = (data.labels.len(), data.class_names.len());
@@ -156,7 +160,7 @@ pub(crate) fn run(name: &str, task: &CellTask, input: &RunInput<'_>) -> Result<T
                  vectors; logistic regression one-vs-rest (macro metrics)",
                 input.seed
             ),
-            outcome: Outcome::Cell(CellOutcome {
+            outcome: CellOutcome {
                 metric: task.main_metric,
                 n_folds: folds,
                 cells: n,
@@ -167,7 +171,7 @@ pub(crate) fn run(name: &str, task: &CellTask, input: &RunInput<'_>) -> Result<T
                 ),
                 scores,
                 cell_coverage: cov,
-            }),
+            },
         });
         if input.keep_views {
             out.views.push(SetViews::Points(PointCloud {

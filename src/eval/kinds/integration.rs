@@ -11,7 +11,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::matrix::MatrixSource;
-use super::{Colouring, Outcome, PointCloud, RunInput, Scored, SetViews, TaskRun};
+use super::shared::{Colouring, PointCloud, RunInput, Scored, SetViews, TaskRun};
 use crate::embed::cells::{genept_w, CellCoverage};
 use crate::error::Error;
 use crate::eval::coverage::Coverage;
@@ -60,7 +60,11 @@ pub struct IntegrationOutcome {
 }
 
 /// The task on every set: RNA and ADT GenePT-w vectors, modality as batch, scIB metrics.
-pub(crate) fn run(name: &str, task: &IntegrationTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(
+    name: &str,
+    task: &IntegrationTask,
+    input: &RunInput<'_>,
+) -> Result<TaskRun<IntegrationOutcome>> {
     let data = load(&task.integration, input.data_dir)?;
     let g = &data.gating;
     let gated = format!(
@@ -104,7 +108,7 @@ pub(crate) fn run(name: &str, task: &IntegrationTask, input: &RunInput<'_>) -> R
                 100.0 * ev.adt_coverage.mass_fraction,
                 input.seed
             ),
-            outcome: Outcome::Integration(IntegrationOutcome {
+            outcome: IntegrationOutcome {
                 metric: task.main_metric,
                 cells: n,
                 // Cells of the data (gated or not), and those scored.
@@ -115,7 +119,7 @@ pub(crate) fn run(name: &str, task: &IntegrationTask, input: &RunInput<'_>) -> R
                 ),
                 scores,
                 cell_coverage: ev.rna_coverage.clone(),
-            }),
+            },
         });
         if input.keep_views {
             out.views.push(SetViews::Points(layout_points(

@@ -14,14 +14,26 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Outcome, ProbeOutcome, RunInput, Scored, SetViews, TaskRun};
+use super::shared::{GeneClasses, RunInput, Scored, SetViews, TaskRun};
 use crate::error::Error;
 use crate::eval::coverage::Coverage;
 use crate::eval::metric::ProbeMetric;
 use crate::eval::probe::split::stratified_kfold;
+use crate::eval::probe::ProbeScores;
 use crate::eval::probe::{self, ProbeDataset};
 use crate::io::table::{ColumnRef, Table};
 use crate::io::GeneResolver;
+
+/// A binary probe's outcome on a gene or pair task.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeOutcome {
+    pub metric: ProbeMetric,
+    pub n_folds: usize,
+    pub n_positive: usize,
+    pub n_negative: usize,
+    pub coverage: Coverage,
+    pub scores: ProbeScores,
+}
 
 /// A gene task (one gene column) or a pair task (two): the `[data]`, `[protocol]` and
 /// `main_metric` of its task file.
@@ -534,10 +546,6 @@ fn empty() -> ProbeDataset {
     ProbeDataset::default()
 }
 
-/// The classes of a gene task for every row of an embedding set (positive 0, negative 1,
-/// `None` for genes outside the task): what colours a gene layout.
-pub(crate) type GeneClasses = Vec<Option<usize>>;
-
 fn gene_classes_of(ds: &ProbeDataset, n_rows: usize) -> GeneClasses {
     let mut classes = vec![None; n_rows];
     for (ex, &label) in ds.examples.iter().zip(&ds.labels) {
@@ -567,7 +575,11 @@ pub(crate) fn gene_classes(
 /// Probes every set. Sets keyed by the same gene ids (the random baseline and its source) share
 /// one dataset: resolution and folds depend only on the ids. A set left with too few examples is
 /// skipped (listed) when the run allows it.
-pub(crate) fn run(name: &str, task: &LabelledTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(
+    name: &str,
+    task: &LabelledTask,
+    input: &RunInput<'_>,
+) -> Result<TaskRun<ProbeOutcome>> {
     let rows = read_task_rows(task, input.data_dir)?;
     let mut out = TaskRun::default();
     let mut built: Vec<(usize, ProbeDataset, Coverage)> = Vec::new();
@@ -617,13 +629,7 @@ pub(crate) fn run(name: &str, task: &LabelledTask, input: &RunInput<'_>) -> Resu
         out.scored.push(Scored {
             set: k,
             protocol: task.protocol.describe(ds.n_folds, input.seed),
-            outcome: match task.arity() {
-                1 => Outcome::Gene(probe),
-                _ => Outcome::Pair {
-                    probe,
-                    feature: pair_feature,
-                },
-            },
+            outcome: probe,
         });
     }
     Ok(out)

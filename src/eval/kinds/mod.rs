@@ -14,103 +14,14 @@ pub mod integration;
 pub mod labelled;
 pub mod matrix;
 pub mod perturbation;
+pub(crate) mod shared;
 
-use std::path::Path;
-
-use serde::{Deserialize, Serialize};
+pub use labelled::ProbeOutcome;
+pub use shared::TaskGroup;
 
 use super::coverage::Coverage;
-use super::metric::{MainMetric, Metric, ProbeMetric};
-use super::probe::logreg::LogisticRegression;
-use super::probe::{PairFeature, ProbeScores, Solver};
-use super::sets::EmbeddingSet;
-use crate::eval::probe::metrics::MeanSd;
-use crate::io::{GeneEmbeddings, GeneIdMap, GeneResolver};
-
-/// What every kind needs besides its own section of the task file.
-pub(crate) struct RunInput<'a> {
-    pub data_dir: &'a Path,
-    pub sets: &'a [EmbeddingSet],
-    pub gene_map: Option<&'a GeneIdMap>,
-    pub seed: u64,
-    /// Overrides the task's fold count (stratified k-fold tasks only).
-    pub folds: Option<usize>,
-    pub pair_feature: PairFeature,
-    pub model: &'a LogisticRegression,
-    pub solver: Solver,
-    /// Write each task's examples and folds (over the first set) here, for cross-checks.
-    pub export_folds: Option<&'a Path>,
-    /// List (rather than fail on) a set that leaves too few examples.
-    pub skip_unavailable: bool,
-    /// Hand back what the UMAPs need ([`SetViews`]).
-    pub keep_views: bool,
-}
-
-impl RunInput<'_> {
-    /// Matches task genes to the rows of `emb`.
-    pub(crate) fn resolver<'e>(&'e self, emb: &GeneEmbeddings) -> GeneResolver<'e> {
-        GeneResolver::new(emb, self.gene_map)
-    }
-}
-
-/// One task scored on one set (`set` indexes [`RunInput::sets`]).
-pub(crate) struct Scored {
-    pub set: usize,
-    /// The protocol as it ran (split, seed, counts).
-    pub protocol: String,
-    pub outcome: Outcome,
-}
-
-/// What one task did on all sets.
-#[derive(Default)]
-pub(crate) struct TaskRun {
-    pub scored: Vec<Scored>,
-    /// Why a set could not be scored (the task is then listed as skipped on it).
-    pub skipped: Vec<String>,
-    pub views: Vec<SetViews>,
-}
-
-/// Points a kind built for a set, ready to lay out, with one or more ways to colour them.
-pub(crate) struct PointCloud {
-    pub set: usize,
-    pub names: Vec<String>,
-    /// `names.len() × dim`, row-major.
-    pub x: Vec<f32>,
-    pub dim: usize,
-    pub colourings: Vec<Colouring>,
-}
-
-/// Classes of the points of a layout: what colours it.
-#[derive(Debug, Clone)]
-pub(crate) struct Colouring {
-    /// What the classes are (a task name, with the labelling in brackets when it is not the
-    /// task's own labels).
-    pub label: String,
-    pub class_names: Vec<String>,
-    pub classes: Vec<Option<usize>>,
-}
-
-/// What the report's layouts need from a task on one set.
-pub(crate) enum SetViews {
-    /// A gene task's classes per row of set `set`.
-    GeneClasses {
-        set: usize,
-        classes: labelled::GeneClasses,
-    },
-    /// Cells laid out by their vectors.
-    Points(PointCloud),
-}
-
-/// A binary probe's outcome on a gene or pair task.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeOutcome {
-    pub metric: ProbeMetric,
-    pub n_folds: usize,
-    pub n_positive: usize,
-    pub n_negative: usize,
-    pub coverage: Coverage,
-    pub scores: ProbeScores,
-}
+use super::metric::{MainMetric, Metric};
+use super::probe::{MeanSd, PairFeature, ProbeScores};
 
 /// A task's outcome on one embedding set, one variant per kind.
 #[derive(Debug, Clone, PartialEq)]
@@ -123,37 +34,6 @@ pub enum Outcome {
     Cell(cell::CellOutcome),
     Integration(integration::IntegrationOutcome),
     Perturbation(perturbation::PerturbationOutcome),
-}
-
-/// The kinds of task, in report column order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum TaskGroup {
-    Gene,
-    Pair,
-    Cell,
-    Integration,
-    Perturbation,
-}
-
-impl TaskGroup {
-    pub const ALL: [TaskGroup; 5] = [
-        TaskGroup::Gene,
-        TaskGroup::Pair,
-        TaskGroup::Cell,
-        TaskGroup::Integration,
-        TaskGroup::Perturbation,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            TaskGroup::Gene => "gene",
-            TaskGroup::Pair => "pair",
-            TaskGroup::Cell => "cell",
-            TaskGroup::Integration => "integration",
-            TaskGroup::Perturbation => "perturbation",
-        }
-    }
 }
 
 impl Outcome {

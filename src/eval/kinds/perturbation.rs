@@ -14,7 +14,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 
-use super::{Outcome, RunInput, Scored, TaskRun};
+use super::shared::{RunInput, Scored, TaskRun};
 use crate::error::Error;
 use crate::eval::coverage::Coverage;
 use crate::eval::metric::{Metric, PerturbMetric};
@@ -53,7 +53,10 @@ pub struct PerturbationOutcome {
 }
 
 /// The task on every set: leave one perturbation out ([`evaluate`]).
-pub(crate) fn run(task: &PerturbationTask, input: &RunInput<'_>) -> Result<TaskRun> {
+pub(crate) fn run(
+    task: &PerturbationTask,
+    input: &RunInput<'_>,
+) -> Result<TaskRun<PerturbationOutcome>> {
     let src = &task.perturbation;
     let data = load(src, input.data_dir)?;
     let mut out = TaskRun::default();
@@ -77,7 +80,7 @@ pub(crate) fn run(task: &PerturbationTask, input: &RunInput<'_>) -> Result<TaskR
                 },
                 src.k
             ),
-            outcome: Outcome::Perturbation(PerturbationOutcome {
+            outcome: PerturbationOutcome {
                 metric: task.main_metric,
                 coverage: Coverage {
                     positive_total: s.targets_total,
@@ -88,7 +91,7 @@ pub(crate) fn run(task: &PerturbationTask, input: &RunInput<'_>) -> Result<TaskR
                     ..Coverage::default()
                 },
                 scores: s,
-            }),
+            },
         });
     }
     Ok(out)

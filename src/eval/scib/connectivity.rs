@@ -2,7 +2,7 @@
 
 use petgraph::graph::DiGraph;
 
-use super::{mean, rows_by_label};
+use super::stats::{mean, rows_by_label};
 use crate::numeric::neighbors::Neighbors;
 
 /// Largest strongly connected component of each label's cells in the directed kNN graph, as a

@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
-use super::{codes, mean, rows_by_label};
+use super::stats::{codes, mean, rows_by_label};
 use crate::numeric::eigen::symmetric_eigen;
 use crate::numeric::graph::{fuzzy_graph, SparseGraph};
 use crate::numeric::neighbors::Neighbors;

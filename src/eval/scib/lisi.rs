@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::codes;
+use super::stats::codes;
 use crate::numeric::neighbors::Neighbors;
 
 /// Inverse Simpson index of each cell's neighbourhood labels (LISI), with neighbour weights

@@ -16,6 +16,7 @@ pub(crate) mod kbet;
 pub(crate) mod lisi;
 pub(crate) mod pcr;
 pub(crate) mod silhouette;
+mod stats;
 
 use std::collections::BTreeMap;
 
@@ -34,24 +35,7 @@ use crate::error::Error;
 use crate::eval::metric::{Metric, ScibMetric};
 use crate::numeric::cluster::{ari, kmeans, nmi};
 use crate::numeric::neighbors::Neighbors;
-
-/// Dense codes 0..m for arbitrary labels, in sorted label order (pandas' Categorical codes).
-fn codes(labels: &[usize]) -> (Vec<usize>, usize) {
-    let mut uniq: Vec<usize> = labels.to_vec();
-    uniq.sort_unstable();
-    uniq.dedup();
-    let code: BTreeMap<usize, usize> = uniq.iter().enumerate().map(|(c, &l)| (l, c)).collect();
-    (labels.iter().map(|l| code[l]).collect(), uniq.len())
-}
-
-/// The rows of each label, labels in sorted order (the groups every per-label metric loops over).
-fn rows_by_label(labels: &[usize]) -> Vec<Vec<usize>> {
-    let mut by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        by.entry(l).or_default().push(i);
-    }
-    by.into_values().collect()
-}
+use stats::{codes, nanmean};
 
 /// Every scIB metric of one embedding, and the aggregates.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -226,16 +210,6 @@ pub fn scib(input: &ScibInput<'_>, seed: u64) -> Result<(ScibScores, ScibTimings
         },
         times,
     ))
-}
-
-fn mean(v: &[f64]) -> f64 {
-    v.iter().sum::<f64>() / v.len() as f64
-}
-
-/// Mean of the non-NaN values (pandas' groupby mean).
-fn nanmean(v: &[f64]) -> f64 {
-    let f: Vec<f64> = v.iter().copied().filter(|x| !x.is_nan()).collect();
-    mean(&f)
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Principal component regression (PCR) comparison: how much less of the variance the batch
 //! explains after integration than before.
 
-use super::codes;
+use super::stats::codes;
 
 /// Share of the variance of `x` explained by the batch, over all principal components (PCR with
 /// every component: R² of each PC on the one-hot batch, weighted by the PC's variance). With

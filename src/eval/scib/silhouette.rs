@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use rayon::prelude::*;
 
-use super::{codes, mean, rows_by_label};
+use super::stats::{codes, mean, rows_by_label};
 
 /// Distance for silhouettes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -15,45 +15,20 @@
 //! This module owns the layout only: the neighbours and the fuzzy graph come from
 //! [`crate::numeric`], the spectral start from `spectral`, the optimisation from `sgd`.
 
+mod options;
 mod sgd;
 mod spectral;
+
+pub use options::UmapOptions;
 
 use anyhow::{bail, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
-use serde::{Deserialize, Serialize};
 
 use crate::numeric::graph::{fuzzy_graph, SparseGraph};
 use crate::numeric::neighbors::Neighbors;
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct UmapOptions {
-    pub n_neighbors: usize,
-    pub n_components: usize,
-    pub min_dist: f64,
-    pub spread: f64,
-    /// 0 = umap-learn's choice: 200 epochs above 10,000 points, else 500.
-    pub n_epochs: usize,
-    pub negative_sample_rate: usize,
-    pub learning_rate: f64,
-    pub seed: u64,
-}
-
-impl Default for UmapOptions {
-    fn default() -> Self {
-        Self {
-            n_neighbors: 15,
-            n_components: 2,
-            min_dist: 0.1,
-            spread: 1.0,
-            n_epochs: 0,
-            negative_sample_rate: 5,
-            learning_rate: 1.0,
-            seed: 0,
-        }
-    }
-}
+use options::timing;
 
 /// UMAP layout of `n` rows of width `d` (row-major): `n × n_components` values, row-major.
 pub fn umap(x: &[f32], n: usize, d: usize, opts: &UmapOptions) -> Result<Vec<f32>> {
@@ -161,11 +136,6 @@ pub fn layout(g: &SparseGraph, opts: &UmapOptions) -> Vec<f32> {
         _ => sgd::sgd::<8>(&mut emb, &edges, n_epochs, a, b, opts, base_seed),
     }
     emb
-}
-
-/// Whether to print phase times to stderr (`BFTKIT_UMAP_TIMING` set).
-fn timing() -> bool {
-    std::env::var_os("BFTKIT_UMAP_TIMING").is_some()
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use rayon::prelude::*;
 
-use super::UmapOptions;
+use super::options::UmapOptions;
 use crate::numeric::rng::{splitmix, xorshift};
 
 /// a, b of 1 / (1 + a x^2b) fitted (least squares) to 1 for x < min_dist and

@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use rayon::prelude::*;
 
-use super::timing;
+use super::options::timing;
 use crate::numeric::eigen::jacobi_eigen;
 use crate::numeric::graph::SparseGraph;
 
