@@ -317,6 +317,18 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
 
 fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result<String> {
     let mut h = String::new();
+    header(&mut h, data)?;
+    let groups = summary_table(&mut h, s)?;
+    not_evaluated(&mut h, data, &groups)?;
+    details_table(&mut h, data)?;
+    embedding_sets_table(&mut h, data)?;
+    figures_section(&mut h, figures)?;
+    writeln!(h, "</body></html>")?;
+    Ok(h)
+}
+
+/// The page head, the title and a line per run (data, seed, classifier).
+fn header(h: &mut String, data: &ReportData) -> Result<()> {
     let title = data
         .runs
         .iter()
@@ -350,6 +362,12 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
             p.runtime_s
         )?;
     }
+    Ok(())
+}
+
+/// The summary: a row per embedding set, a column per task under its group, the best value
+/// of each column marked, the published reference rows below. Returns the groups shown.
+fn summary_table(h: &mut String, s: &Summary) -> Result<Vec<String>> {
     // Summary table with group header row.
     writeln!(
         h,
@@ -396,7 +414,19 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
         }
         writeln!(h, "</tr>")?;
     }
-    // Published reference rows, from the task files.
+    reference_rows(h, s)?;
+    writeln!(h, "</table></div>")?;
+    writeln!(
+        h,
+        "<p class=\"note\">★ best value of the column among the embedding sets (reference rows \
+         excluded). Values: mean ± population sd over folds. A set that covers few of a task's genes is \
+         scored on that subset only: read each value with its coverage (Details).</p>"
+    )?;
+    Ok(spans.into_iter().map(|(g, _)| g).collect())
+}
+
+/// Published reference rows, from the task files.
+fn reference_rows(h: &mut String, s: &Summary) -> Result<()> {
     let mut refs: Vec<String> = Vec::new();
     for c in 0..s.columns.len() {
         if let Some(t) = (0..s.rows.len()).find_map(|r| s.cells.get(&(r, c))) {
@@ -436,14 +466,12 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
         }
         writeln!(h, "</tr>")?;
     }
-    writeln!(h, "</table></div>")?;
-    writeln!(
-        h,
-        "<p class=\"note\">★ best value of the column among the embedding sets (reference rows \
-         excluded). Values: mean ± population sd over folds. A set that covers few of a task's genes is \
-         scored on that subset only: read each value with its coverage (Details).</p>"
-    )?;
-    let present: Vec<&str> = spans.iter().map(|(g, _)| g.as_str()).collect();
+    Ok(())
+}
+
+/// Task groups and tasks that were not evaluated, with the reason.
+fn not_evaluated(h: &mut String, data: &ReportData, groups: &[String]) -> Result<()> {
+    let present: Vec<&str> = groups.iter().map(String::as_str).collect();
     let mut missing: Vec<String> = Vec::new();
     for run in &data.runs {
         for (g, why) in &run.not_run {
@@ -462,7 +490,11 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
         }
         writeln!(h, "</ul>")?;
     }
-    // Details: coverage and seeds per result.
+    Ok(())
+}
+
+/// Per result: examples, coverage, every score and the protocol with its seed.
+fn details_table(h: &mut String, data: &ReportData) -> Result<()> {
     writeln!(
         h,
         "<h2>Details</h2><div class=\"wide\"><table><tr><th class=\"name\">task</th><th class=\"name\">embedding set\
@@ -506,7 +538,13 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
             )?;
         }
     }
-    writeln!(h, "</table></div><h2>Embedding sets</h2><table><tr><th class=\"name\">name</th>\
+    write!(h, "</table></div>")?;
+    Ok(())
+}
+
+/// Where each embedding set came from.
+fn embedding_sets_table(h: &mut String, data: &ReportData) -> Result<()> {
+    writeln!(h, "<h2>Embedding sets</h2><table><tr><th class=\"name\">name</th>\
                <th>genes</th><th>dims</th><th class=\"name\">source</th><th class=\"name\">SHA-256</th></tr>")?;
     for run in &data.runs {
         for e in &run.probe.embedding_sets {
@@ -526,7 +564,13 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
             )?;
         }
     }
-    writeln!(h, "</table><h2>Figures</h2>")?;
+    write!(h, "</table>")?;
+    Ok(())
+}
+
+/// The figures, inline.
+fn figures_section(h: &mut String, figures: &[(String, PathBuf)]) -> Result<()> {
+    writeln!(h, "<h2>Figures</h2>")?;
     for (caption, path) in figures {
         writeln!(
             h,
@@ -535,6 +579,5 @@ fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result
             png_data_uri(path)?
         )?;
     }
-    writeln!(h, "</body></html>")?;
-    Ok(h)
+    Ok(())
 }

@@ -429,53 +429,14 @@ fn evaluate(
         let knn = knn_predict(&xtr, &ytr, &xte, d, 10, n_classes);
         knn_acc.push(accuracy(&yte, &knn));
         knn_f1.push(macro_f1(&yte, &knn));
-        // One-vs-rest logistic regression on standardised features.
-        let scaler = Standardizer::fit(Design::new(&xtr, ytr.len(), d));
-        let (str_, ste) = (
-            scaler.transform(Design::new(&xtr, ytr.len(), d)),
-            scaler.transform(Design::new(&xte, yte.len(), d)),
-        );
-        let fits = (0..n_classes)
-            .into_par_iter()
-            .map(|c| {
-                let y: Vec<bool> = ytr.iter().map(|&l| l == c).collect();
-                model.fit(Design::new(&str_, ytr.len(), d), &y)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let probs: Vec<Vec<f64>> = fits
-            .iter()
-            .map(|m| m.predict_proba(Design::new(&ste, yte.len(), d)))
-            .collect();
-        let pred: Vec<usize> = (0..yte.len())
-            .map(|i| {
-                (0..n_classes)
-                    .max_by(|&a, &b| probs[a][i].total_cmp(&probs[b][i]).then(b.cmp(&a)))
-                    .expect("classes")
-            })
-            .collect();
-        let (mut aucs, mut aps) = (Vec::new(), Vec::new());
-        for (c, p) in probs.iter().enumerate() {
-            let yc: Vec<bool> = yte.iter().map(|&l| l == c).collect();
-            if let (Some(a), Some(ap)) =
-                (metrics::roc_auc(&yc, p), metrics::average_precision(&yc, p))
-            {
-                aucs.push(a);
-                aps.push(ap);
-            }
-        }
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
-        fold_scores.push(FoldScores {
-            fold: f,
-            n_train: ytr.len(),
-            n_test: yte.len(),
-            n_test_positive: yte.len(),
-            roc_auc: mean(&aucs),
-            average_precision: mean(&aps),
-            accuracy: accuracy(&yte, &pred),
-            f1: macro_f1(&yte, &pred),
-            iterations: fits.iter().map(|m| m.iterations).max().unwrap_or(0),
-            converged: fits.iter().all(|m| m.converged),
-        });
+        let fit = FoldData {
+            x_train: &xtr,
+            y_train: &ytr,
+            x_test: &xte,
+            y_test: &yte,
+            dim: d,
+        };
+        fold_scores.push(one_vs_rest(&fit, f, n_classes, model)?);
     }
     let summary = |get: fn(&FoldScores) -> f64| {
         MeanSd::of(&fold_scores.iter().map(get).collect::<Vec<_>>()).expect("folds")
@@ -510,6 +471,72 @@ fn evaluate(
             clusters,
         },
     ))
+}
+
+/// One fold's cells: standardisation is fitted on the training rows.
+struct FoldData<'a> {
+    x_train: &'a [f32],
+    y_train: &'a [usize],
+    x_test: &'a [f32],
+    y_test: &'a [usize],
+    dim: usize,
+}
+
+/// One-vs-rest logistic regression on one fold (standardised features): each cell's class is
+/// the one of highest probability; ROC-AUC and average precision are macro averages over the
+/// classes present in the test cells.
+fn one_vs_rest(
+    fold: &FoldData<'_>,
+    f: usize,
+    n_classes: usize,
+    model: &LogisticRegression,
+) -> Result<FoldScores> {
+    let (d, ytr, yte) = (fold.dim, fold.y_train, fold.y_test);
+    let scaler = Standardizer::fit(Design::new(fold.x_train, ytr.len(), d));
+    let (str_, ste) = (
+        scaler.transform(Design::new(fold.x_train, ytr.len(), d)),
+        scaler.transform(Design::new(fold.x_test, yte.len(), d)),
+    );
+    let fits = (0..n_classes)
+        .into_par_iter()
+        .map(|c| {
+            let y: Vec<bool> = ytr.iter().map(|&l| l == c).collect();
+            model.fit(Design::new(&str_, ytr.len(), d), &y)
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let probs: Vec<Vec<f64>> = fits
+        .iter()
+        .map(|m| m.predict_proba(Design::new(&ste, yte.len(), d)))
+        .collect();
+    let pred: Vec<usize> = (0..yte.len())
+        .map(|i| {
+            (0..n_classes)
+                .max_by(|&a, &b| probs[a][i].total_cmp(&probs[b][i]).then(b.cmp(&a)))
+                .expect("classes")
+        })
+        .collect();
+    let (mut aucs, mut aps) = (Vec::new(), Vec::new());
+    for (c, p) in probs.iter().enumerate() {
+        let yc: Vec<bool> = yte.iter().map(|&l| l == c).collect();
+        if let (Some(a), Some(ap)) = (metrics::roc_auc(&yc, p), metrics::average_precision(&yc, p))
+        {
+            aucs.push(a);
+            aps.push(ap);
+        }
+    }
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len().max(1) as f64;
+    Ok(FoldScores {
+        fold: f,
+        n_train: ytr.len(),
+        n_test: yte.len(),
+        n_test_positive: yte.len(),
+        roc_auc: mean(&aucs),
+        average_precision: mean(&aps),
+        accuracy: accuracy(yte, &pred),
+        f1: macro_f1(yte, &pred),
+        iterations: fits.iter().map(|m| m.iterations).max().unwrap_or(0),
+        converged: fits.iter().all(|m| m.converged),
+    })
 }
 
 /// Cell vectors, labels, folds and k-means clusters as TSV, for cross-checks with other tools.

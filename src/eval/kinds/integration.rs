@@ -33,8 +33,12 @@ impl IntegrationTask {
     pub fn check(&self) -> Result<()> {
         self.integration.rna.check()?;
         self.integration.adt.check()?;
-        if self.integration.gating.types.len() < 2 {
+        let types = &self.integration.gating.types;
+        if types.len() < 2 {
             bail!("the gating rule needs at least two cell types");
+        }
+        if let Some(t) = types.iter().find(|t| t.all.is_empty() && t.any.is_empty()) {
+            bail!("gating type '{}' needs at least one condition", t.name);
         }
         Ok(())
     }
@@ -211,44 +215,115 @@ pub struct GateType {
     pub name: String,
     /// Conditions such as `"CD4 > 2"` or `"CD8 <= 2"` (antibody, comparison, CLR value).
     #[serde(default)]
-    pub all: Vec<String>,
+    pub all: Vec<Condition>,
     #[serde(default)]
-    pub any: Vec<String>,
+    pub any: Vec<Condition>,
 }
 
-/// One parsed gating condition: antibody column, comparison, threshold.
-#[derive(Debug, Clone, PartialEq)]
-struct Condition {
-    column: usize,
-    op: &'static str,
-    value: f64,
+/// How a gating condition compares a cell's CLR value with its threshold.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Comparison {
+    Gt,
+    Ge,
+    Lt,
+    Le,
 }
 
-impl Condition {
-    fn parse(text: &str, antibodies: &[String]) -> Result<Self> {
-        for op in [">=", "<=", ">", "<"] {
+impl Comparison {
+    /// Longest symbols first, so `>=` is not read as `>`.
+    const ALL: [(Comparison, &'static str); 4] = [
+        (Comparison::Ge, ">="),
+        (Comparison::Le, "<="),
+        (Comparison::Gt, ">"),
+        (Comparison::Lt, "<"),
+    ];
+
+    fn symbol(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(c, _)| *c == self)
+            .map(|(_, s)| *s)
+            .expect("every comparison has a symbol")
+    }
+
+    fn holds(self, v: f64, threshold: f64) -> bool {
+        match self {
+            Comparison::Gt => v > threshold,
+            Comparison::Ge => v >= threshold,
+            Comparison::Lt => v < threshold,
+            Comparison::Le => v <= threshold,
+        }
+    }
+}
+
+/// A gating condition, written `"ANTIBODY OP VALUE"` in task files (OP one of `>`, `>=`, `<`,
+/// `<=`, with spaces around): the antibody's CLR value compared with a threshold.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Condition {
+    pub antibody: String,
+    pub comparison: Comparison,
+    pub value: f64,
+}
+
+impl TryFrom<String> for Condition {
+    type Error = anyhow::Error;
+
+    fn try_from(text: String) -> Result<Self> {
+        for (comparison, op) in Comparison::ALL {
             if let Some(at) = text.rfind(&format!(" {op} ")) {
                 let (name, value) = (text[..at].trim(), text[at + op.len() + 2..].trim());
                 let value: f64 = value
                     .parse()
                     .with_context(|| format!("condition '{text}': '{value}' is not a number"))?;
-                let column = antibodies.iter().position(|a| a == name).with_context(|| {
-                    format!("condition '{text}': no antibody '{name}' in the ADT matrix")
-                })?;
-                return Ok(Self { column, op, value });
+                return Ok(Self {
+                    antibody: name.to_string(),
+                    comparison,
+                    value,
+                });
             }
         }
         bail!("condition '{text}': expected 'ANTIBODY > VALUE' (>, >=, <, <=, spaces around)")
     }
+}
 
+impl From<Condition> for String {
+    fn from(c: Condition) -> String {
+        format!("{} {} {}", c.antibody, c.comparison.symbol(), c.value)
+    }
+}
+
+/// A condition on an antibody column of the ADT matrix.
+struct ColumnCondition {
+    column: usize,
+    comparison: Comparison,
+    value: f64,
+}
+
+impl Condition {
+    /// The condition on the matrix column of its antibody.
+    fn on(&self, antibodies: &[String]) -> Result<ColumnCondition> {
+        let column = antibodies
+            .iter()
+            .position(|a| *a == self.antibody)
+            .with_context(|| {
+                format!(
+                    "condition '{}': no antibody '{}' in the ADT matrix",
+                    String::from(self.clone()),
+                    self.antibody
+                )
+            })?;
+        Ok(ColumnCondition {
+            column,
+            comparison: self.comparison,
+            value: self.value,
+        })
+    }
+}
+
+impl ColumnCondition {
     fn holds(&self, clr: &[f64]) -> bool {
-        let v = clr[self.column];
-        match self.op {
-            ">" => v > self.value,
-            ">=" => v >= self.value,
-            "<" => v < self.value,
-            _ => v <= self.value,
-        }
+        self.comparison.holds(clr[self.column], self.value)
     }
 }
 
@@ -268,17 +343,14 @@ pub struct GatingCounts {
 
 /// Labels every cell by the gating rule (`None` = unassigned), and the counts.
 fn gate(adt: &ExprMatrix, gating: &Gating) -> Result<(Vec<Option<usize>>, GatingCounts)> {
-    let parse = |v: &[String]| -> Result<Vec<Condition>> {
-        v.iter().map(|c| Condition::parse(c, &adt.genes)).collect()
+    let on = |v: &[Condition]| -> Result<Vec<ColumnCondition>> {
+        v.iter().map(|c| c.on(&adt.genes)).collect()
     };
-    let rules: Vec<(Vec<Condition>, Vec<Condition>)> = gating
+    let rules: Vec<(Vec<ColumnCondition>, Vec<ColumnCondition>)> = gating
         .types
         .iter()
-        .map(|t| Ok((parse(&t.all)?, parse(&t.any)?)))
+        .map(|t| Ok((on(&t.all)?, on(&t.any)?)))
         .collect::<Result<_>>()?;
-    if rules.iter().any(|(a, b)| a.is_empty() && b.is_empty()) {
-        bail!("every gating type needs at least one condition");
-    }
     let mut counts = GatingCounts::default();
     gating.types.iter().for_each(|t| {
         counts.per_type.insert(t.name.clone(), 0);
@@ -647,13 +719,24 @@ mod tests {
     #[test]
     fn conditions_parse_and_clr_is_seurats() {
         let abs = vec!["CD4".to_string(), "HLA-A,B,C".to_string()];
-        let c = Condition::parse("HLA-A,B,C >= 1.5", &abs).unwrap();
-        assert_eq!((c.column, c.op, c.value), (1, ">=", 1.5));
-        for bad in ["CD4 >> 2", "CD4 > two", "CD9 > 2", "CD4>2"] {
-            assert!(Condition::parse(bad, &abs).is_err(), "{bad}");
+        let parse = |t: &str| Condition::try_from(t.to_string());
+        let cond = parse("HLA-A,B,C >= 1.5").unwrap();
+        assert_eq!(
+            (cond.antibody.as_str(), cond.comparison, cond.value),
+            ("HLA-A,B,C", Comparison::Ge, 1.5)
+        );
+        assert_eq!(String::from(cond.clone()), "HLA-A,B,C >= 1.5");
+        for bad in ["CD4 >> 2", "CD4 > two", "CD4>2"] {
+            assert!(parse(bad).is_err(), "{bad}");
         }
-        let e = Condition::parse("CD9 > 2", &abs).unwrap_err().to_string();
+        let e = parse("CD9 > 2")
+            .unwrap()
+            .on(&abs)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("no antibody 'CD9'"), "{e}");
+        let c = cond.on(&abs).unwrap();
         let v = clr(&[0.0, 3.0, 63.0]);
         let g = ((1f64.ln() + 4f64.ln() + 64f64.ln()) / 3.0).exp(); // = 4
         assert!((v[1] - (3.0 / g).ln_1p()).abs() < 1e-12 && v[0] == 0.0);
@@ -680,8 +763,19 @@ mod tests {
         forgot.antibodies.remove("CD19");
         let e = format!("{:#}", load(&forgot, &data).err().unwrap());
         assert!(e.contains("adt_counts.csv") && e.contains("'CD19'"), "{e}");
-        let mut bad = src.clone();
-        bad.gating.types[0].all = vec!["CD19 => 2".into()];
-        assert!(load(&bad, &data).is_err());
+        // A malformed condition is refused with the task file.
+        let text = crate::eval::task::TaskSet::embedded()
+            .unwrap()
+            .tasks
+            .iter()
+            .find(|t| t.name == "integration_citeseq_eccite")
+            .map(|t| toml::to_string(t).unwrap())
+            .unwrap();
+        let bad = text.replacen("CD19 > 2", "CD19 => 2", 1);
+        let e = format!(
+            "{:#}",
+            crate::eval::task::TaskSpec::from_toml(&bad, "t.toml").unwrap_err()
+        );
+        assert!(e.contains("CD19 => 2"), "{e}");
     }
 }
