@@ -261,16 +261,48 @@ fn imports(
     found
 }
 
-/// The import graph of `src/` (file modules, excluding the crate root and binary).
+/// Child modules a file declares under `#[cfg(test)]` (`#[cfg(test)] mod x;`): test code.
+fn test_children(me: &Module, text: &str) -> Vec<Module> {
+    let t = tokens(text);
+    let mut out = Vec::new();
+    for (i, w) in t.windows(7).enumerate() {
+        let attr = matches!(&w[2], Tok::Ident(s) if s == "cfg")
+            && matches!(&w[4], Tok::Ident(s) if s == "test")
+            && w[0] == Tok::Other('#');
+        if !attr {
+            continue;
+        }
+        // The item after the attribute, up to its `;` or `{`: `... mod NAME ;`.
+        let item: Vec<&Tok> = t[i + 7..]
+            .iter()
+            .take_while(|x| **x != Tok::Other(';') && **x != Tok::Open)
+            .collect();
+        if let [.., Tok::Ident(m), Tok::Ident(name)] = item.as_slice() {
+            if m == "mod" {
+                let mut child = me.clone();
+                child.push(name.clone());
+                out.push(child);
+            }
+        }
+    }
+    out
+}
+
+/// The import graph of `src/` (file modules, excluding the crate root, the binary and test-only
+/// modules).
 fn graph() -> BTreeMap<Module, BTreeSet<Module>> {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
     let known: BTreeSet<Module> = files.iter().map(|f| module_of(&src, f)).collect();
+    let test_only: BTreeSet<Module> = files
+        .iter()
+        .flat_map(|f| test_children(&module_of(&src, f), &std::fs::read_to_string(f).unwrap()))
+        .collect();
     let mut g = BTreeMap::new();
     for f in &files {
         let me = module_of(&src, f);
-        if me.is_empty() || me == ["testdata"] || me.last().is_some_and(|l| l == "testdata") {
+        if me.is_empty() || test_only.contains(&me) {
             continue;
         }
         let name = f.file_name().unwrap().to_string_lossy();
@@ -400,4 +432,6 @@ fn the_scanner_sees_grouped_relative_and_nested_imports() {
         .map(|m| m.join("::"))
         .collect();
     assert_eq!(got, ["a::b", "a::c", "a::c::d", "e"]);
+    let declared = test_children(&me, "#[cfg(test)]\npub(crate) mod testing;\nmod b;");
+    assert_eq!(declared, [vec!["a".to_string(), "testing".to_string()]]);
 }

@@ -1,18 +1,13 @@
 //! End-to-end tests of `bftkit embed` with a tiny BERT the test writes itself.
 
+mod common;
+
 use assert_cmd::Command;
 use predicates::str::contains;
 
-/// A tiny seeded model of `kind` (bert, llama or qwen2) at `dir/model`.
-fn tiny_model(dir: &std::path::Path, kind: &str) {
-    let all = dir.join("tiny-models");
-    bftkit::fixtures::write_tiny_models(&all).unwrap();
-    std::fs::rename(all.join(format!("tiny-{kind}")), dir.join("model")).unwrap();
-}
-
 fn setup() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    tiny_model(dir.path(), "bert");
+    common::tiny_model(dir.path(), "bert");
     std::fs::write(
         dir.path().join("texts.tsv"),
         "symbol\tprofile\nTP53\tthe tumor suppressor gene\nCDK1\tcell cycle kinase\n\
@@ -28,8 +23,8 @@ fn setup() -> tempfile::TempDir {
 }
 
 fn embed(dir: &tempfile::TempDir) -> Command {
-    let mut c = Command::cargo_bin("bftkit").unwrap();
-    c.current_dir(dir.path()).args([
+    let mut c = common::bftkit_in(dir.path());
+    c.args([
         "embed",
         "genes.txt",
         "--texts",
@@ -96,8 +91,7 @@ fn strict_mode_and_bad_inputs_fail_clearly() {
 #[test]
 fn decoder_models_embed_with_last_token_pooling() {
     let dir = setup();
-    std::fs::remove_dir_all(dir.path().join("model")).unwrap();
-    tiny_model(dir.path(), "qwen2");
+    common::tiny_model(dir.path(), "qwen2");
     embed(&dir)
         .args(["--out", "d.tsv", "--pool", "last"])
         .assert()

@@ -1,18 +1,12 @@
 //! End-to-end tests of `bftkit finetune` on a tiny decoder the test writes itself.
 
-use assert_cmd::Command;
-use predicates::str::contains;
+mod common;
 
-/// A tiny seeded model of `kind` (bert, llama or qwen2) at `dir/model`.
-fn tiny_model(dir: &std::path::Path, kind: &str) {
-    let all = dir.join("tiny-models");
-    bftkit::fixtures::write_tiny_models(&all).unwrap();
-    std::fs::rename(all.join(format!("tiny-{kind}")), dir.join("model")).unwrap();
-}
+use predicates::str::contains;
 
 fn setup(kind: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    tiny_model(dir.path(), kind);
+    common::tiny_model(dir.path(), kind);
     let lines: Vec<String> = [
         ("the gene", "is a kinase"),
         ("the protein", "is a receptor in the membrane"),
@@ -29,9 +23,7 @@ fn setup(kind: &str) -> tempfile::TempDir {
 }
 
 fn finetune(dir: &tempfile::TempDir, out: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    common::bftkit_in(dir.path())
         .args([
             "finetune",
             "--model",
@@ -101,9 +93,7 @@ fn lora_bft_run_logs_steps_saves_peft_adapters_and_a_merged_model() {
         r#"{"TP53": "the tumor suppressor gene"}"#,
     )
     .unwrap();
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    common::bftkit_in(dir.path())
         .args([
             "embed",
             "--texts",
@@ -238,9 +228,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
 #[test]
 fn weights_lists_the_samples_bft_emphasises() {
     let dir = setup("qwen2");
-    let out = Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    let out = common::bftkit_in(dir.path())
         .args([
             "weights",
             "--model",
@@ -303,9 +291,7 @@ fn describe_writes_profiles_that_embed_reads() {
     finetune(&dir, "a", &["--lora-r", "4", "--max-steps", "2"]).success();
     std::fs::write(dir.path().join("genes.txt"), "# genes\nTP53\nBRCA1\nCD4\n").unwrap();
     let run = |extra: &[&str]| {
-        Command::cargo_bin("bftkit")
-            .unwrap()
-            .current_dir(dir.path())
+        common::bftkit_in(dir.path())
             .args(["describe", "genes.txt", "--model", "model"])
             .args([
                 "--out",
@@ -339,9 +325,7 @@ fn describe_writes_profiles_that_embed_reads() {
         text
     );
     // The profiles feed `bftkit embed` directly (here with the tiny decoder as the encoder).
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    common::bftkit_in(dir.path())
         .args(["embed", "genes.txt", "--texts", "p.tsv", "--model", "model"])
         .args(["--out", "e.tsv"])
         .assert()
@@ -402,9 +386,7 @@ fn bf16_base_weights_train_f32_adapters_and_devices_are_checked() {
 #[test]
 fn fixtures_models_writes_three_loadable_model_folders() {
     let dir = tempfile::tempdir().unwrap();
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    common::bftkit_in(dir.path())
         .args(["fixtures", "--out", "fx", "--models"])
         .assert()
         .success()
@@ -419,9 +401,7 @@ fn fixtures_models_writes_three_loadable_model_folders() {
     }
     // The decoder folder is a real model: describe runs on it.
     std::fs::write(dir.path().join("genes.txt"), "the\n").unwrap();
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    common::bftkit_in(dir.path())
         .args(["describe", "genes.txt", "--model", "fx/models/tiny-llama"])
         .args(["--max-new-tokens", "4", "--out", "p.tsv"])
         .assert()

@@ -1,6 +1,7 @@
 //! `bftkit run` on the built-in fixtures and `bftkit report` re-rendering its results.
 
-use assert_cmd::Command;
+mod common;
+
 use bftkit::eval::kinds::Outcome;
 use bftkit::viz::report::{render, ReportData, Summary};
 use predicates::str::contains;
@@ -15,10 +16,7 @@ fn png_size(path: &std::path::Path) -> (u32, u32) {
 #[test]
 fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let dir = tempfile::tempdir().unwrap();
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
-        .env_remove("BFTKIT_DATA")
+    common::bftkit_in(dir.path())
         .args(["run", "--out", "reports"])
         .assert()
         .success()
@@ -108,9 +106,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
         std::fs::read_to_string(render(&changed, &dir.path().join("changed")).unwrap()).unwrap();
     assert!(html2.contains("<td class=\"best\">0.999 ± "));
     // `bftkit report` re-renders the saved results without recomputing: the same page.
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    common::bftkit_in(dir.path())
         .args(["report", "reports/fixtures/results.json", "--out", "again"])
         .assert()
         .success();
@@ -118,9 +114,7 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     assert_eq!(again, html);
     // A file that is not a results file is refused with its name.
     std::fs::write(dir.path().join("bad.json"), "{\"x\": 1}").unwrap();
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
+    common::bftkit_in(dir.path())
         .args(["report", "bad.json"])
         .assert()
         .failure()

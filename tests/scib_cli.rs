@@ -1,6 +1,7 @@
 //! `bftkit scib`: scIB metrics of a cell embedding file against an annotation table.
 
-use assert_cmd::Command;
+mod common;
+
 use predicates::str::contains;
 
 #[test]
@@ -34,24 +35,12 @@ fn scib_reports_every_metric_and_counts_unmatched_cells() {
     std::fs::write(dir.path().join("x.tsv"), emb).unwrap();
     std::fs::write(dir.path().join("pre.tsv"), pre).unwrap();
     std::fs::write(dir.path().join("obs.tsv"), obs).unwrap();
-    let out = Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
-        .args([
-            "scib",
-            "--embeddings",
-            "x.tsv",
-            "--obs",
-            "obs.tsv",
-            "--pre",
-            "pre.tsv",
-        ])
-        .assert()
-        .success()
-        .get_output()
-        .stdout
-        .clone();
-    let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+    let scib = ["scib", "--embeddings", "x.tsv", "--obs", "obs.tsv"];
+    let v = common::stdout_json(
+        common::bftkit_in(dir.path())
+            .args(scib)
+            .args(["--pre", "pre.tsv"]),
+    );
     assert_eq!(v["cells"], 60);
     assert_eq!(v["vectors_without_annotation"], 1);
     assert_eq!(v["annotated_without_vector"], 1);
@@ -62,18 +51,9 @@ fn scib_reports_every_metric_and_counts_unmatched_cells() {
     assert!(s["ilisi"].as_f64().unwrap() > 0.8, "{s}");
     assert_eq!(s["kmeans_ari"], 1.0);
     // A missing column is an error naming it.
-    Command::cargo_bin("bftkit")
-        .unwrap()
-        .current_dir(dir.path())
-        .args([
-            "scib",
-            "--embeddings",
-            "x.tsv",
-            "--obs",
-            "obs.tsv",
-            "--batch-col",
-            "sample",
-        ])
+    common::bftkit_in(dir.path())
+        .args(scib)
+        .args(["--batch-col", "sample"])
         .assert()
         .failure()
         .stderr(contains("sample"));

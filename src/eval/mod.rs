@@ -16,3 +16,5 @@ pub mod scib_files;
 pub mod sets;
 pub mod suite;
 pub mod task;
+#[cfg(test)]
+pub(crate) mod testing;

@@ -257,31 +257,16 @@ fn wire_outcome(w: &WireResult) -> Result<Outcome> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::sets::EmbeddingSet;
-    use crate::eval::suite::{run_probe, ProbeInput, ProbeOptions};
-    use crate::eval::task::TaskSet;
+    use crate::eval::suite::ProbeOptions;
+    use crate::eval::testing::Fixtures;
 
     /// Every kind's results survive the trip to JSON and back (what `bftkit report` reads), and
     /// are written again byte for byte.
     #[test]
     fn results_of_every_kind_round_trip_through_json() {
-        let dir = tempfile::tempdir().unwrap();
-        crate::fixtures::write(dir.path()).unwrap();
-        let tasks = TaskSet::embedded().unwrap();
-        let selected: Vec<_> = tasks.tasks.iter().collect();
-        let sets = [EmbeddingSet::from_file(&dir.path().join("embeddings.tsv")).unwrap()];
-        let map_path = dir
-            .path()
-            .join("data/gene_id_map/hs_gene_ids_orgHsEgDb_3.16.tsv");
-        let map = crate::io::GeneIdMap::read(&map_path).unwrap();
-        let input = ProbeInput {
-            tasks: &selected,
-            sets: &sets,
-            gene_map: Some((&map, &map_path)),
-            tasks_origin: "built-in",
-        };
-        let opts = ProbeOptions::new(dir.path().join("data"));
-        let report = run_probe(&input, &opts, |_| {}).unwrap();
+        let fx = Fixtures::new();
+        let opts = ProbeOptions::new(fx.data());
+        let report = fx.probe(&fx.tasks(&[]), true, &opts).unwrap();
         let groups: std::collections::BTreeSet<&str> =
             report.results.iter().map(|r| r.group().name()).collect();
         assert_eq!(groups.len(), 5, "{groups:?}");

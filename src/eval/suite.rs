@@ -186,40 +186,22 @@ fn run_task(task: &TaskSpec, input: &RunInput<'_>) -> Result<TaskRun<Outcome>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::eval::task::TaskSet;
+    use crate::eval::testing::Fixtures;
 
     /// With `skip_unavailable`, a task whose data is absent is listed as skipped, while a task
     /// whose data is malformed stops the run with the file and line: only the typed
     /// [`Error`] conditions are skipped.
     #[test]
     fn absent_data_is_skipped_and_broken_data_fails() {
-        let dir = tempfile::tempdir().unwrap();
-        crate::fixtures::write(dir.path()).unwrap();
-        let data = dir.path().join("data");
-        let tasks = TaskSet::embedded().unwrap();
-        let pick = |names: &[&str]| -> Vec<&TaskSpec> {
-            tasks
-                .tasks
-                .iter()
-                .filter(|t| names.contains(&t.name.as_str()))
-                .collect()
-        };
-        let sets = [EmbeddingSet::from_file(&dir.path().join("embeddings.tsv")).unwrap()];
+        let fx = Fixtures::new();
+        let data = fx.data();
         let opts = ProbeOptions {
             skip_unavailable: true,
             ..ProbeOptions::new(&data)
         };
-        let run = |selected: &[&TaskSpec]| {
-            let input = ProbeInput {
-                tasks: selected,
-                sets: &sets,
-                gene_map: None,
-                tasks_origin: "built-in",
-            };
-            run_probe(&input, &opts, |_| {})
-        };
+        let run = |selected: &[&TaskSpec]| fx.probe(selected, false, &opts);
         std::fs::remove_file(data.join("perturb_papalexi2021_lowmoi/cells.tsv")).unwrap();
-        let selected = pick(&["perturbation_papalexi2021", "cell_type_pbmc68k"]);
+        let selected = fx.tasks(&["perturbation_papalexi2021", "cell_type_pbmc68k"]);
         let report = run(&selected).unwrap();
         assert_eq!(report.skipped.len(), 1);
         assert!(

@@ -15,6 +15,9 @@ use anyhow::{bail, Result};
 use super::embeddings::GeneEmbeddings;
 use super::table::{ColumnRef, Table};
 
+/// Where the gene id map of a data folder is, relative to it.
+pub const GENE_MAP_FILE: &str = "gene_id_map/hs_gene_ids_orgHsEgDb_3.16.tsv";
+
 /// Maps symbols, Ensembl ids, aliases and Entrez ids (case-insensitively) to Entrez ids.
 #[derive(Debug, Default)]
 pub struct GeneIdMap {

@@ -9,8 +9,7 @@ use anyhow::{bail, Context, Result};
 use crate::eval::task::TaskSet;
 use crate::io::GeneIdMap;
 
-/// Where the gene id map of a data folder is, relative to it.
-pub const GENE_MAP_FILE: &str = "gene_id_map/hs_gene_ids_orgHsEgDb_3.16.tsv";
+pub use crate::io::gene_ids::GENE_MAP_FILE;
 
 /// What a command was told about its inputs; everything unset is looked for.
 #[derive(Debug, Clone, Default)]
