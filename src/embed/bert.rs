@@ -70,11 +70,32 @@ impl Default for EncodeOptions {
 /// A loaded encoder.
 pub struct BertEncoder {
     engine: Engine,
-    tokenizer: Tokenizer,
-    pub hidden_size: usize,
-    pub max_len: usize,
+    pub(crate) text: TextSide,
     /// The pooling the model folder declares (mean unless `1_Pooling/config.json` says CLS).
     pub default_pooling: Pooling,
+}
+
+/// What every text encoder has on its input side: the tokenizer, the longest input it takes and
+/// the width of the vectors it makes.
+pub(crate) struct TextSide {
+    tokenizer: Tokenizer,
+    pub(crate) hidden_size: usize,
+    pub(crate) max_len: usize,
+}
+
+impl TextSide {
+    pub(crate) fn new(tokenizer: Tokenizer, hidden_size: usize, max_len: usize) -> Self {
+        Self {
+            tokenizer,
+            hidden_size,
+            max_len,
+        }
+    }
+
+    /// Token ids and type ids of each text (with special tokens, truncated to `max_len`).
+    pub(crate) fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
+        tokenize(&self.tokenizer, texts)
+    }
 }
 
 #[derive(Deserialize)]
@@ -155,16 +176,9 @@ impl BertEncoder {
         let tokenizer = load_tokenizer(&dir.join("tokenizer.json"), max_len)?;
         Ok(Self {
             engine,
-            tokenizer,
-            hidden_size: config.hidden_size,
-            max_len,
+            text: TextSide::new(tokenizer, config.hidden_size, max_len),
             default_pooling,
         })
-    }
-
-    /// Token ids of each text (with special tokens, truncated to `max_len`).
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-        tokenize(&self.tokenizer, texts)
     }
 
     /// Encodes `texts` into a row-major `texts.len() x hidden_size` matrix. `on_batch` is told how
@@ -181,10 +195,10 @@ impl BertEncoder {
         if opts.pooling == Pooling::Last {
             bail!("last-token pooling is for decoders; use mean or cls with a BERT encoder");
         }
-        let tokens = self.tokenize(texts)?;
+        let tokens = self.text.tokenize(texts)?;
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].0.len()));
-        let h = self.hidden_size;
+        let h = self.text.hidden_size;
         let mut out = vec![0.0f32; texts.len() * h];
         match &self.engine {
             Engine::Candle { model, device } => {
@@ -374,11 +388,11 @@ mod tests {
     #[test]
     fn shapes_norms_and_determinism() {
         let (_d, enc) = tiny();
-        assert_eq!(enc.max_len, 32, "from sentence_bert_config.json");
+        assert_eq!(enc.text.max_len, 32, "from sentence_bert_config.json");
         let texts = [SHORT, LONG, "receptor binding"];
         let v = enc.encode(&texts, &opts(2), |_| {}).unwrap();
-        assert_eq!(v.len(), 3 * enc.hidden_size);
-        for row in v.chunks(enc.hidden_size) {
+        assert_eq!(v.len(), 3 * enc.text.hidden_size);
+        for row in v.chunks(enc.text.hidden_size) {
             let norm: f32 = row.iter().map(|x| x * x).sum::<f32>().sqrt();
             assert!((norm - 1.0).abs() < 1e-5, "{norm}");
         }
@@ -402,12 +416,12 @@ mod tests {
     fn padding_never_changes_a_vector() {
         let (_d, enc) = tiny();
         // The tokenizer file pads to 48: the encoder must not.
-        assert_eq!(enc.tokenize(&[SHORT]).unwrap()[0].0.len(), 4);
+        assert_eq!(enc.text.tokenize(&[SHORT]).unwrap()[0].0.len(), 4);
         let alone = enc.encode(&[SHORT], &opts(1), |_| {}).unwrap();
         let batched = enc.encode(&[LONG, SHORT], &opts(8), |_| {}).unwrap();
         let diff = alone
             .iter()
-            .zip(&batched[enc.hidden_size..])
+            .zip(&batched[enc.text.hidden_size..])
             .map(|(a, b)| (a - b).abs())
             .fold(0.0f32, f32::max);
         assert!(diff < 1e-5, "padding changed the vector by {diff}");
@@ -428,7 +442,10 @@ mod tests {
         let Engine::Fast(fast) = &enc.engine else {
             panic!("tiny() loads the fast backend")
         };
-        let toks = enc.tokenize(&[SHORT, LONG, "receptor binding"]).unwrap();
+        let toks = enc
+            .text
+            .tokenize(&[SHORT, LONG, "receptor binding"])
+            .unwrap();
         let seqs: Vec<(&[u32], &[u32])> = toks
             .iter()
             .map(|(i, t)| (i.as_slice(), t.as_slice()))
@@ -479,7 +496,7 @@ mod tests {
     fn truncates_at_max_len() {
         let (d, _) = tiny();
         let enc = BertEncoder::load(d.path(), Some(6), Backend::Fast, &Device::Cpu).unwrap();
-        assert_eq!(enc.tokenize(&[LONG]).unwrap()[0].0.len(), 6);
+        assert_eq!(enc.text.tokenize(&[LONG]).unwrap()[0].0.len(), 6);
         assert_eq!(enc.encode(&[LONG], &opts(1), |_| {}).unwrap().len(), 16);
     }
 

@@ -13,16 +13,14 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use tokenizers::Tokenizer;
 
-use super::bert::tokenize;
+use super::bert::TextSide;
 use super::bert::{EncodeOptions, Pooling};
 use crate::model::{Decoder, DecoderConfig};
 
 /// A loaded decoder with its tokenizer.
 pub struct DecoderEncoder {
     model: Decoder,
-    tokenizer: Tokenizer,
-    pub hidden_size: usize,
-    pub max_len: usize,
+    pub(crate) text: TextSide,
 }
 
 impl DecoderEncoder {
@@ -62,15 +60,9 @@ impl DecoderEncoder {
         let model = Decoder::load(vb, &config)
             .with_context(|| format!("{origin}: weights do not fit the configuration"))?;
         Ok(Self {
-            tokenizer,
-            hidden_size: config.hidden_size,
-            max_len,
+            text: TextSide::new(tokenizer, config.hidden_size, max_len),
             model,
         })
-    }
-
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
-        tokenize(&self.tokenizer, texts)
     }
 
     /// Encodes `texts` into a row-major `texts.len() x hidden_size` matrix.
@@ -86,13 +78,13 @@ impl DecoderEncoder {
         if opts.batch_size == 0 {
             bail!("batch size must be at least 1");
         }
-        let tokens = self.tokenize(texts)?;
+        let tokens = self.text.tokenize(texts)?;
         if let Some(i) = tokens.iter().position(|t| t.0.is_empty()) {
             bail!("text {} produced no tokens", i + 1);
         }
         let mut order: Vec<usize> = (0..texts.len()).collect();
         order.sort_by_key(|&i| std::cmp::Reverse(tokens[i].0.len()));
-        let h = self.hidden_size;
+        let h = self.text.hidden_size;
         let mut out = vec![0.0f32; texts.len() * h];
         let device = self.model.device().clone();
         for batch in order.chunks(opts.batch_size) {

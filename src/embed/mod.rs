@@ -68,15 +68,15 @@ impl TextEncoder {
 
     pub fn hidden_size(&self) -> usize {
         match self {
-            Self::Bert(e) => e.hidden_size,
-            Self::Decoder(e) => e.hidden_size,
+            Self::Bert(e) => e.text.hidden_size,
+            Self::Decoder(e) => e.text.hidden_size,
         }
     }
 
     pub fn max_len(&self) -> usize {
         match self {
-            Self::Bert(e) => e.max_len,
-            Self::Decoder(e) => e.max_len,
+            Self::Bert(e) => e.text.max_len,
+            Self::Decoder(e) => e.text.max_len,
         }
     }
 
@@ -90,8 +90,8 @@ impl TextEncoder {
 
     pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, Vec<u32>)>> {
         match self {
-            Self::Bert(e) => e.tokenize(texts),
-            Self::Decoder(e) => e.tokenize(texts),
+            Self::Bert(e) => e.text.tokenize(texts),
+            Self::Decoder(e) => e.text.tokenize(texts),
         }
     }
 

@@ -43,6 +43,17 @@ fn err<E: std::fmt::Debug>(path: &Path) -> impl Fn(E) -> anyhow::Error + '_ {
     move |e| anyhow!("{}: cannot draw figure ({e:?})", path.display())
 }
 
+/// A white canvas of `size` pixels that draws to `path`, with the font registered.
+fn canvas(
+    path: &Path,
+    size: (u32, u32),
+) -> Result<DrawingArea<BitMapBackend<'_>, plotters::coord::Shift>> {
+    register_font();
+    let root = BitMapBackend::new(path, size).into_drawing_area();
+    root.fill(&WHITE).map_err(err(path))?;
+    Ok(root)
+}
+
 /// A scatter plot of 2-D points coloured by class. `classes[i]` indexes `class_names`; points
 /// of class `None` are drawn first, small and light grey ("unlabelled").
 pub(crate) fn scatter_png(
@@ -53,10 +64,8 @@ pub(crate) fn scatter_png(
     class_names: &[String],
     size: (u32, u32),
 ) -> Result<()> {
-    register_font();
     let e = err(path);
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(&e)?;
+    let root = canvas(path, size)?;
     let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
     for p in xy {
         x0 = x0.min(p[0]);
@@ -157,10 +166,8 @@ pub(crate) fn bars_png(
     values: &[Vec<Option<(f64, f64)>>],
     size: (u32, u32),
 ) -> Result<()> {
-    register_font();
     let e = err(path);
-    let root = BitMapBackend::new(path, size).into_drawing_area();
-    root.fill(&WHITE).map_err(&e)?;
+    let root = canvas(path, size)?;
     let n_tasks = tasks.len().max(1);
     let n_sets = sets.len().max(1);
     let top = values
@@ -236,13 +243,11 @@ pub(crate) fn table_png(
     rows: &[String],
     values: &[Vec<Option<f64>>],
 ) -> Result<()> {
-    register_font();
     let e = err(path);
     let (row_h, col_w, left, head) = (40i32, 120i32, 230i32, 120i32);
     let w = (left + col_w * columns.len() as i32 + 20).max(400) as u32;
     let h = (head + row_h * rows.len() as i32 + 20) as u32;
-    let root = BitMapBackend::new(path, (w, h)).into_drawing_area();
-    root.fill(&WHITE).map_err(&e)?;
+    let root = canvas(path, (w, h))?;
     let text = |s: &str, x: i32, y: i32, size: f64, bold: bool| -> Result<()> {
         let style = if bold {
             (FONT, size).into_font().style(FontStyle::Bold)

@@ -5,7 +5,7 @@
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
-use super::stats::{codes, mean, rows_by_label};
+use super::stats::{codes, nanmean, rows_by_label};
 use crate::numeric::eigen::symmetric_eigen;
 use crate::numeric::graph::{fuzzy_graph, SparseGraph};
 use crate::numeric::neighbors::Neighbors;
@@ -135,12 +135,8 @@ pub(crate) fn kbet_per_label(nb: &Neighbors, batches: &[usize], labels: &[usize]
             }
         })
         .collect();
-    let finite: Vec<f64> = scores.into_iter().filter(|v| !v.is_nan()).collect();
-    if finite.is_empty() {
-        f64::NAN
-    } else {
-        mean(&finite)
-    }
+    // Labels skipped (NaN) are left out; NaN when every label is.
+    nanmean(&scores)
 }
 
 #[cfg(test)]

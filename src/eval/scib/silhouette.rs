@@ -166,11 +166,8 @@ pub(crate) fn batch_silhouette(
             Some(mean(&s.iter().map(|v| 1.0 - v.abs()).collect::<Vec<_>>()))
         })
         .collect();
-    if per_label.is_empty() {
-        f64::NAN
-    } else {
-        mean(&per_label)
-    }
+    // The mean of no labels is NaN.
+    mean(&per_label)
 }
 
 #[cfg(test)]
