@@ -22,7 +22,10 @@ fn setup(kind: &str) -> tempfile::TempDir {
     dir
 }
 
-fn finetune(dir: &tempfile::TempDir, out: &str, extra: &[&str]) -> assert_cmd::assert::Assert {
+/// `bftkit finetune` on the test's model and data into `out`, with the test's batch size,
+/// learning rate and epochs, seed 1 unless `extra` (space-separated options) gives one.
+fn finetune(dir: &tempfile::TempDir, out: &str, extra: &str) -> assert_cmd::assert::Assert {
+    let extra: Vec<&str> = extra.split_whitespace().collect();
     common::bftkit_in(dir.path())
         .args([
             "finetune",
@@ -54,13 +57,9 @@ fn log(dir: &tempfile::TempDir, out: &str) -> Vec<serde_json::Value> {
 #[test]
 fn lora_bft_run_logs_steps_saves_peft_adapters_and_a_merged_model() {
     let dir = setup("qwen2");
-    finetune(
-        &dir,
-        "run",
-        &["--loss", "bft", "--window", "4", "--merge", "--lora-r", "4"],
-    )
-    .success()
-    .stdout(contains("12 steps on 6 samples"));
+    finetune(&dir, "run", "--loss bft --window 4 --merge --lora-r 4")
+        .success()
+        .stdout(contains("12 steps on 6 samples"));
     let steps = log(&dir, "run");
     assert_eq!(steps.len(), 12);
     // BFT's loss is weighted by p, so it rises as the model learns; check it is sane here and
@@ -111,7 +110,7 @@ fn lora_bft_run_logs_steps_saves_peft_adapters_and_a_merged_model() {
 #[test]
 fn full_finetuning_and_sft_work_and_bad_data_names_the_line() {
     let dir = setup("llama");
-    finetune(&dir, "full", &["--full", "--loss", "sft"]).success();
+    finetune(&dir, "full", "--full --loss sft").success();
     let steps = log(&dir, "full");
     assert_eq!(steps.len(), 12);
     let mean = |s: &[serde_json::Value]| {
@@ -119,12 +118,12 @@ fn full_finetuning_and_sft_work_and_bad_data_names_the_line() {
     };
     let (early, late) = (mean(&steps[..3]), mean(&steps[9..]));
     assert!(late < 0.8 * early, "SFT loss {early} -> {late}");
-    finetune(&dir, "short", &["--full", "--max-steps", "3"]).success();
+    finetune(&dir, "short", "--full --max-steps 3").success();
     assert_eq!(log(&dir, "short").len(), 3);
     assert!(dir.path().join("full/model.safetensors").is_file());
     assert!(dir.path().join("full/config.json").is_file());
     std::fs::write(dir.path().join("train.jsonl"), "{\"prompt\": \"x\"}\n").unwrap();
-    finetune(&dir, "bad", &[])
+    finetune(&dir, "bad", "")
         .failure()
         .stderr(contains("train.jsonl:1"));
 }
@@ -133,23 +132,16 @@ fn full_finetuning_and_sft_work_and_bad_data_names_the_line() {
 fn resuming_from_a_checkpoint_continues_exactly() {
     let dir = setup("llama");
     // 6 samples, batches of 2, 4 epochs: 12 steps; seeded adapter dropout.
-    let opts = [
-        "--save-every",
-        "3",
-        "--lora-r",
-        "4",
-        "--lora-dropout",
-        "0.1",
-    ];
-    finetune(&dir, "a", &opts).success();
+    let opts = "--save-every 3 --lora-r 4 --lora-dropout 0.1";
+    finetune(&dir, "a", opts).success();
     // The same seed gives the same run, bit for bit (adapter init and dropout are seeded).
-    finetune(&dir, "c", &opts).success();
+    finetune(&dir, "c", opts).success();
     let bytes = |p: &str| std::fs::read(dir.path().join(p)).unwrap();
     assert!(
         bytes("a/adapter_model.safetensors") == bytes("c/adapter_model.safetensors"),
         "two runs with the same seed differ"
     );
-    finetune(&dir, "d", &[&opts[..], &["--seed", "2"]].concat()).success();
+    finetune(&dir, "d", &format!("{opts} --seed 2")).success();
     assert!(
         bytes("a/adapter_model.safetensors") != bytes("d/adapter_model.safetensors"),
         "another seed gives the same run"
@@ -175,7 +167,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     let a_log = log(&dir, "a");
     let head: Vec<String> = a_log[..3].iter().map(|v| v.to_string()).collect();
     std::fs::write(b.join("train_log.jsonl"), head.join("\n") + "\n").unwrap();
-    finetune(&dir, "b", &[&opts[..], &["--resume"]].concat()).success();
+    finetune(&dir, "b", &format!("{opts} --resume")).success();
     let b_log = log(&dir, "b");
     assert_eq!(b_log.len(), 12);
     for (x, y) in a_log.iter().zip(&b_log) {
@@ -209,17 +201,7 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     finetune(
         &dir,
         "b",
-        &[
-            "--save-every",
-            "3",
-            "--lora-r",
-            "4",
-            "--lora-dropout",
-            "0.1",
-            "--max-grad-norm",
-            "0.5",
-            "--resume",
-        ],
+        "--save-every 3 --lora-r 4 --lora-dropout 0.1 --max-grad-norm 0.5 --resume",
     )
     .failure()
     .stderr(contains("different settings"));
@@ -260,15 +242,8 @@ fn weights_lists_the_samples_bft_emphasises() {
 #[test]
 fn held_out_evaluation_is_logged_before_during_and_after_training() {
     let dir = setup("llama");
-    let opts = [
-        "--loss",
-        "sft",
-        "--max-steps",
-        "5",
-        "--eval-data",
-        "train.jsonl",
-    ];
-    finetune(&dir, "e", &[&opts[..], &["--eval-every", "2"]].concat()).success();
+    let opts = "--loss sft --max-steps 5 --eval-data train.jsonl";
+    finetune(&dir, "e", &format!("{opts} --eval-every 2")).success();
     let evals: Vec<serde_json::Value> =
         std::fs::read_to_string(dir.path().join("e/eval_log.jsonl"))
             .unwrap()
@@ -288,7 +263,7 @@ fn held_out_evaluation_is_logged_before_during_and_after_training() {
 #[test]
 fn describe_writes_profiles_that_embed_reads() {
     let dir = setup("qwen2");
-    finetune(&dir, "a", &["--lora-r", "4", "--max-steps", "2"]).success();
+    finetune(&dir, "a", "--lora-r 4 --max-steps 2").success();
     std::fs::write(dir.path().join("genes.txt"), "# genes\nTP53\nBRCA1\nCD4\n").unwrap();
     let run = |extra: &[&str]| {
         common::bftkit_in(dir.path())
@@ -332,7 +307,7 @@ fn describe_writes_profiles_that_embed_reads() {
         .success();
     assert!(dir.path().join("e.tsv").is_file());
     // Adapters of another shape are refused with the file named.
-    finetune(&dir, "big", &["--lora-r", "8", "--max-steps", "1"]).success();
+    finetune(&dir, "big", "--lora-r 8 --max-steps 1").success();
     std::fs::copy(
         dir.path().join("big/adapter_model.safetensors"),
         dir.path().join("a/adapter_model.safetensors"),
@@ -346,8 +321,8 @@ fn describe_writes_profiles_that_embed_reads() {
 #[test]
 fn bf16_base_weights_train_f32_adapters_and_devices_are_checked() {
     let dir = setup("qwen2");
-    let opts = ["--loss", "bft", "--lora-r", "4", "--max-steps", "6"];
-    finetune(&dir, "b16", &[&opts[..], &["--dtype", "bf16"]].concat()).success();
+    let opts = "--loss bft --lora-r 4 --max-steps 6";
+    finetune(&dir, "b16", &format!("{opts} --dtype bf16")).success();
     let steps = log(&dir, "b16");
     let losses: Vec<f64> = steps.iter().map(|s| s["loss"].as_f64().unwrap()).collect();
     assert!(losses.iter().all(|l| l.is_finite()));
@@ -361,7 +336,7 @@ fn bf16_base_weights_train_f32_adapters_and_devices_are_checked() {
         .all(|t| t.dtype() == candle_core::DType::F32));
     // The bf16 run follows the f32 run (same seed, same data): the first step differs only by
     // bf16 rounding of the forward pass; later steps drift a little.
-    finetune(&dir, "f32", &opts).success();
+    finetune(&dir, "f32", opts).success();
     let f32_losses: Vec<f64> = log(&dir, "f32")
         .iter()
         .map(|s| s["loss"].as_f64().unwrap())
@@ -370,14 +345,14 @@ fn bf16_base_weights_train_f32_adapters_and_devices_are_checked() {
     for (a, b) in losses.iter().zip(&f32_losses) {
         assert!((a - b).abs() < 0.15 * b, "bf16 {a} vs f32 {b}");
     }
-    finetune(&dir, "x", &["--full", "--dtype", "bf16"])
+    finetune(&dir, "x", "--full --dtype bf16")
         .failure()
         .stderr(contains("full fine-tuning keeps f32"));
-    finetune(&dir, "x", &["--device", "tpu"])
+    finetune(&dir, "x", "--device tpu")
         .failure()
         .stderr(contains("unknown device 'tpu'"));
     if !cfg!(feature = "cuda") {
-        finetune(&dir, "x", &["--device", "cuda:0"])
+        finetune(&dir, "x", "--device cuda:0")
             .failure()
             .stderr(contains("--features cuda"));
     }

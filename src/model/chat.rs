@@ -188,23 +188,16 @@ mod tests {
             Message::new(Role::User, "tell me about gene TP53."),
             Message::new(Role::Assistant, "A tumour suppressor."),
         ];
-        let chatml: String = render(ChatTemplate::Chatml, &conv)
-            .into_iter()
-            .map(|p| p.0)
-            .collect();
-        assert_eq!(
-            chatml,
-            "<|im_start|>user\ntell me about gene TP53.<|im_end|>\n<|im_start|>assistant\nA tumour suppressor.<|im_end|>\n"
-        );
-        let llama: String = render(ChatTemplate::Llama3, &conv)
-            .into_iter()
-            .map(|p| p.0)
-            .collect();
-        assert_eq!(
-            llama,
-            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ntell me about gene TP53.<|eot_id|>\
-             <|start_header_id|>assistant<|end_header_id|>\n\nA tumour suppressor.<|eot_id|>"
-        );
+        let chatml = "<|im_start|>user\ntell me about gene TP53.<|im_end|>\n<|im_start|>assistant\nA tumour suppressor.<|im_end|>\n";
+        let llama3 = "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\ntell me about gene TP53.<|eot_id|>\
+                      <|start_header_id|>assistant<|end_header_id|>\n\nA tumour suppressor.<|eot_id|>";
+        for (template, want) in [
+            (ChatTemplate::Chatml, chatml),
+            (ChatTemplate::Llama3, llama3),
+        ] {
+            let text: String = render(template, &conv).into_iter().map(|p| p.0).collect();
+            assert_eq!(text, want, "{template:?}");
+        }
         let learned: Vec<String> = render(ChatTemplate::Chatml, &conv)
             .into_iter()
             .filter(|p| p.1)

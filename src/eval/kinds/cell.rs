@@ -438,9 +438,6 @@ fn evaluate(
         };
         fold_scores.push(one_vs_rest(&fit, f, n_classes, model)?);
     }
-    let summary = |get: fn(&FoldScores) -> f64| {
-        MeanSd::of(&fold_scores.iter().map(get).collect::<Vec<_>>()).expect("folds")
-    };
     let clusters = kmeans(x, d, n_classes, 10, seed);
     let mut test_fold = vec![0usize; n];
     for (f, fold) in split.iter().enumerate() {
@@ -449,16 +446,7 @@ fn evaluate(
         }
     }
     let scores = CellScores {
-        probe: ProbeScores {
-            roc_auc: summary(|f| f.roc_auc),
-            average_precision: summary(|f| f.average_precision),
-            accuracy: summary(|f| f.accuracy),
-            f1: summary(|f| f.f1),
-            all_converged: fold_scores.iter().all(|f| f.converged),
-            max_iterations: fold_scores.iter().map(|f| f.iterations).max().unwrap_or(0),
-            folds: fold_scores,
-            runtime_s: start.elapsed().as_secs_f64(),
-        },
+        probe: ProbeScores::from_folds(fold_scores, start.elapsed().as_secs_f64()),
         knn10_accuracy: MeanSd::of(&knn_acc).expect("folds"),
         knn10_macro_f1: MeanSd::of(&knn_f1).expect("folds"),
         kmeans_ari: ari(labels, &clusters),

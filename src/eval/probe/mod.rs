@@ -108,6 +108,24 @@ pub struct ProbeScores {
 }
 
 impl ProbeScores {
+    /// Each metric's mean ± population sd over `folds` (at least one), and whether every fold's
+    /// fit converged.
+    pub(crate) fn from_folds(folds: Vec<FoldScores>, runtime_s: f64) -> Self {
+        let summary = |get: fn(&FoldScores) -> f64| {
+            MeanSd::of(&folds.iter().map(get).collect::<Vec<_>>()).expect("at least one fold")
+        };
+        Self {
+            roc_auc: summary(|f| f.roc_auc),
+            average_precision: summary(|f| f.average_precision),
+            accuracy: summary(|f| f.accuracy),
+            f1: summary(|f| f.f1),
+            all_converged: folds.iter().all(|f| f.converged),
+            max_iterations: folds.iter().map(|f| f.iterations).max().unwrap_or(0),
+            folds,
+            runtime_s,
+        }
+    }
+
     /// The mean ± sd of one metric over the folds.
     pub fn metric(&self, metric: ProbeMetric) -> MeanSd {
         match metric {
@@ -168,19 +186,7 @@ pub fn run(
         .into_par_iter()
         .map(|f| run_fold(ds, &x, width, f, model, solver))
         .collect::<Result<_>>()?;
-    let summary = |get: fn(&FoldScores) -> f64| {
-        MeanSd::of(&folds.iter().map(get).collect::<Vec<_>>()).expect("at least one fold")
-    };
-    Ok(ProbeScores {
-        roc_auc: summary(|f| f.roc_auc),
-        average_precision: summary(|f| f.average_precision),
-        accuracy: summary(|f| f.accuracy),
-        f1: summary(|f| f.f1),
-        all_converged: folds.iter().all(|f| f.converged),
-        max_iterations: folds.iter().map(|f| f.iterations).max().unwrap_or(0),
-        folds,
-        runtime_s: start.elapsed().as_secs_f64(),
-    })
+    Ok(ProbeScores::from_folds(folds, start.elapsed().as_secs_f64()))
 }
 
 fn gather(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
