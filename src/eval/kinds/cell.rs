@@ -290,14 +290,14 @@ fn load(src: &CellSource, data_dir: &Path) -> Result<CellData> {
 }
 
 /// Share of correct predictions.
-pub fn accuracy(truth: &[usize], pred: &[usize]) -> f64 {
+pub(crate) fn accuracy(truth: &[usize], pred: &[usize]) -> f64 {
     let ok = truth.iter().zip(pred).filter(|(a, b)| a == b).count();
     ok as f64 / truth.len().max(1) as f64
 }
 
 /// Unweighted mean over the classes present in `truth` or `pred` of the per-class F1
 /// (scikit-learn's `f1_score(average="macro")`).
-pub fn macro_f1(truth: &[usize], pred: &[usize]) -> f64 {
+pub(crate) fn macro_f1(truth: &[usize], pred: &[usize]) -> f64 {
     let mut classes: Vec<usize> = truth.iter().chain(pred).copied().collect();
     classes.sort_unstable();
     classes.dedup();
@@ -343,7 +343,7 @@ fn l2_normalised(x: &[f32], d: usize) -> Vec<f32> {
 
 /// k-nearest-neighbour (cosine) majority vote, ties to the lowest class index (as
 /// scikit-learn's `KNeighborsClassifier` with uniform weights).
-pub fn knn_predict(
+pub(crate) fn knn_predict(
     train: &[f32],
     y_train: &[usize],
     test: &[f32],

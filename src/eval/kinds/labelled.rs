@@ -212,7 +212,7 @@ impl Protocol {
 /// One labelled example as read from a file: gene id(s), class, the line it came from and, for
 /// published folds, its fold (`None` = outside the published cross-validation).
 #[derive(Debug, Clone, PartialEq)]
-pub struct LabelledRow {
+pub(crate) struct LabelledRow {
     pub genes: Vec<String>,
     pub positive: bool,
     pub fold: Option<usize>,
@@ -220,7 +220,7 @@ pub struct LabelledRow {
 }
 
 /// Reads the examples of one label source. `fold_column` is read when the protocol has one.
-pub fn read_rows(
+pub(crate) fn read_rows(
     source: &LabelSource,
     data_dir: &Path,
     fold_column: Option<&ColumnRef>,

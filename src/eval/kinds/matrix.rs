@@ -40,7 +40,7 @@ fn yes() -> bool {
 }
 
 /// A matrix as read, with the AnnData `obs` columns when it came from an `.h5ad`.
-pub struct ReadMatrix {
+pub(crate) struct ReadMatrix {
     pub matrix: ExprMatrix,
     pub obs: Option<BTreeMap<String, Vec<String>>>,
 }
@@ -73,7 +73,7 @@ impl MatrixSource {
     }
 
     /// Reads the matrix (paths relative to `data_dir`).
-    pub fn read(&self, data_dir: &Path) -> Result<ReadMatrix> {
+    pub(crate) fn read(&self, data_dir: &Path) -> Result<ReadMatrix> {
         let path = data_dir.join(&self.file);
         if self.is_h5ad() {
             let a = crate::io::h5ad::read_h5ad(&path, self.h5ad_raw)?;

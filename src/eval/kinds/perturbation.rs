@@ -215,7 +215,7 @@ fn load(src: &PerturbSource, data_dir: &Path) -> Result<PerturbData> {
 }
 
 /// Pearson correlation; `None` when either side is constant.
-pub fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
+pub(crate) fn pearson(a: &[f64], b: &[f64]) -> Option<f64> {
     let n = a.len() as f64;
     let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
     let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);

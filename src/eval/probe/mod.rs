@@ -26,7 +26,7 @@ use crate::io::GeneEmbeddings;
 
 /// Examples ready for a probe: embedding row(s) per example, labels and test folds.
 #[derive(Debug, Clone, Default)]
-pub struct ProbeDataset {
+pub(crate) struct ProbeDataset {
     /// One embedding row per example (gene tasks) or two (pair tasks).
     pub examples: Vec<Vec<usize>>,
     pub labels: Vec<bool>,
@@ -38,7 +38,7 @@ pub struct ProbeDataset {
 impl ProbeDataset {
     /// Writes the examples as TSV (`gene_a [gene_b] label test_fold`, genes as 0-based rows of
     /// the embedding file, `test_fold` -1 = training only) so other tools can rerun the same folds.
-    pub fn write_tsv(&self, path: &std::path::Path) -> Result<()> {
+    pub(crate) fn write_tsv(&self, path: &std::path::Path) -> Result<()> {
         use std::fmt::Write;
         let pair = self.examples.first().is_some_and(|e| e.len() == 2);
         let mut out = String::from(if pair {
@@ -138,7 +138,11 @@ impl ProbeScores {
 }
 
 /// Builds the feature matrix (row-major, one row per example) of a dataset.
-pub fn features(ds: &ProbeDataset, emb: &GeneEmbeddings, pair: PairFeature) -> (Vec<f32>, usize) {
+pub(crate) fn features(
+    ds: &ProbeDataset,
+    emb: &GeneEmbeddings,
+    pair: PairFeature,
+) -> (Vec<f32>, usize) {
     let d = emb.dim;
     let width = match (ds.examples.first().map(Vec::len), pair) {
         (Some(2), PairFeature::Concat) => 2 * d,
@@ -172,7 +176,7 @@ pub fn features(ds: &ProbeDataset, emb: &GeneEmbeddings, pair: PairFeature) -> (
 }
 
 /// Runs every fold of `ds` on `emb` and scores it.
-pub fn run(
+pub(crate) fn run(
     ds: &ProbeDataset,
     emb: &GeneEmbeddings,
     pair: PairFeature,
@@ -186,7 +190,10 @@ pub fn run(
         .into_par_iter()
         .map(|f| run_fold(ds, &x, width, f, model, solver))
         .collect::<Result<_>>()?;
-    Ok(ProbeScores::from_folds(folds, start.elapsed().as_secs_f64()))
+    Ok(ProbeScores::from_folds(
+        folds,
+        start.elapsed().as_secs_f64(),
+    ))
 }
 
 fn gather(x: &[f32], width: usize, rows: &[usize]) -> Vec<f32> {
