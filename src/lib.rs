@@ -11,7 +11,7 @@
 //! - [`embed`]: gene texts to vectors with sentence encoders, genes to cells (GenePT-w);
 //! - [`model`]: the Llama/Qwen2 decoder, LoRA, weights, chat templates, generation;
 //! - [`io`]: reading and writing embeddings, gene id maps, tables, matrices, texts (no maths);
-//! - [`numeric`]: neighbours, sparse graphs, clustering, eigensolvers, shared by the above;
+//! - `numeric` (crate-private): neighbours, sparse graphs, clustering, eigensolvers, shared by the above;
 //! - [`error`]: the errors callers branch on.
 //!
 //! The common entry points are re-exported here: embed texts ([`EmbedJob`]), probe embedding

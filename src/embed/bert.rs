@@ -41,7 +41,7 @@ enum Engine {
 pub enum Pooling {
     /// Mean of the token vectors under the attention mask (sentence-transformers' default).
     Mean,
-    /// The first ([CLS]) token's vector (encoders).
+    /// The first (`[CLS]`) token's vector (encoders).
     Cls,
     /// The last real token's vector (decoders, whose last token has seen the whole text).
     Last,

@@ -58,7 +58,7 @@ pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String
     Ok(all)
 }
 
-/// A pretrained decoder as read from disk, before it becomes a [`Decoder`].
+/// A pretrained decoder as read from disk, before it becomes a [`super::decoder::Decoder`].
 pub struct Pretrained {
     pub config: DecoderConfig,
     /// f32 tensors under Hugging Face names.

@@ -80,7 +80,7 @@ pub struct SampleWeights {
     pub p_conf: f64,
     /// Sample weight s_b.
     pub sample_weight: f64,
-    /// Token weights w[b,t] (length n).
+    /// Token weights `w[b,t]` (length n).
     pub token_weights: Vec<f64>,
     /// s_b · Σ_t w_t l_t / (N_b + ε).
     pub loss: f64,

@@ -2,7 +2,7 @@
 //! one metric family per file: silhouettes (`silhouette`: label, isolated labels, BRAS and the
 //! classic silhouette batch), LISI (`lisi`: cLISI, iLISI), kBET (`kbet`), graph connectivity
 //! (`connectivity`) and PCR comparison (`pcr`); k-means NMI/ARI come from
-//! [`crate::numeric::cluster`]. One neighbour search (90 neighbours, each cell itself first) is
+//! `numeric::cluster`. One neighbour search (90 neighbours, each cell itself first) is
 //! shared by cLISI and iLISI (90), kBET (50) and graph connectivity (15).
 //! Bio = mean(isolated labels, k-means NMI, k-means ARI, silhouette label, cLISI); Batch =
 //! mean(BRAS, iLISI, kBET, graph connectivity, PCR comparison); Total = 0.6·Bio + 0.4·Batch.

@@ -13,7 +13,7 @@
 //! time of each phase to stderr.
 //!
 //! This module owns the layout only: the neighbours and the fuzzy graph come from
-//! [`crate::numeric`], the spectral start from `spectral`, the optimisation from `sgd`.
+//! `numeric`, the spectral start from `spectral`, the optimisation from `sgd`.
 
 mod options;
 mod sgd;
