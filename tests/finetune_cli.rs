@@ -385,3 +385,23 @@ fn fixtures_models_writes_three_loadable_model_folders() {
         .unwrap()
         .starts_with("symbol\tprofile\nthe\t"));
 }
+
+#[test]
+fn settings_that_cannot_train_are_refused_before_anything_is_written() {
+    let dir = setup("llama");
+    finetune(&dir, "run", "--max-steps 2").success();
+    let log = std::fs::read_to_string(dir.path().join("run/train_log.jsonl")).unwrap();
+    for (bad, flag) in [
+        ("--batch-size 0", "--batch-size"),
+        ("--grad-accum 0", "--grad-accum"),
+        ("--max-steps 0", "--max-steps"),
+        ("--lr nan", "--lr"),
+        ("--lr=-1", "--lr"),
+        ("--warmup-ratio nan", "--warmup-ratio"),
+        ("--max-grad-norm nan", "--max-grad-norm"),
+    ] {
+        finetune(&dir, "run", bad).failure().stderr(contains(flag));
+        let now = std::fs::read_to_string(dir.path().join("run/train_log.jsonl")).unwrap();
+        assert_eq!(now, log, "{bad} touched the previous run's log");
+    }
+}

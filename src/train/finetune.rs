@@ -232,6 +232,21 @@ struct StepLogHook {
     path: PathBuf,
 }
 
+impl StepLogHook {
+    /// `out/train_log.jsonl`, keeping the steps a resumed run's checkpoint includes.
+    fn open(out: &Path, resumed_at: Option<usize>) -> Result<Self> {
+        let path = out.join("train_log.jsonl");
+        let kept = match resumed_at {
+            Some(step) => kept_lines(&path, step, |s: &StepLog| s.step)?,
+            None => String::new(),
+        };
+        Ok(Self {
+            file: open_log(&path, &kept)?,
+            path,
+        })
+    }
+}
+
 impl TrainHook for StepLogHook {
     fn after_step(&mut self, log: &StepLog, _: &StepContext<'_>) -> Result<()> {
         writeln!(self.file, "{}", serde_json::to_string(log)?)
@@ -268,6 +283,30 @@ struct EvalHook {
 }
 
 impl EvalHook {
+    /// `out/eval_log.jsonl` when there is held-out data, keeping the evaluations a resumed
+    /// run's checkpoint includes.
+    fn open(
+        opts: &FinetuneOptions,
+        samples: Vec<Sample>,
+        resumed_at: Option<usize>,
+    ) -> Result<Option<Self>> {
+        if samples.is_empty() {
+            return Ok(None);
+        }
+        let path = opts.out.join("eval_log.jsonl");
+        let kept = match resumed_at {
+            Some(step) => kept_lines(&path, step, |e: &EvalLog| e.step)?,
+            None => String::new(),
+        };
+        Ok(Some(Self {
+            file: open_log(&path, &kept)?,
+            path,
+            samples,
+            batch_size: opts.train.batch_size,
+            every: opts.eval_every,
+        }))
+    }
+
     fn evaluate(&mut self, step: usize, model: &Decoder) -> Result<()> {
         let (loss, mean_prob, tokens) = held_out_loss(model, &self.samples, self.batch_size)?;
         let e = EvalLog {
@@ -324,6 +363,8 @@ pub fn finetune(
     opts: &FinetuneOptions,
     on_step: impl FnMut(&StepLog, usize),
 ) -> Result<FinetuneReport> {
+    // Settings first: nothing on disk is touched by a run that cannot start.
+    opts.train.check()?;
     let device = opts.device.open()?;
     let dtype = Precision::resolve(opts.precision, &device);
     if let Some(l) = &opts.lora {
@@ -350,43 +391,18 @@ pub fn finetune(
     };
     let (resumed_at, resume) = if opts.resume {
         let (saved, opt) = checkpoint::restore(&opts.out, &varmap, &params, &state)?;
-        (saved.step, Some(opt))
+        (Some(saved.step), Some(opt))
     } else {
-        (0, None)
+        (None, None)
     };
-    let log_path = opts.out.join("train_log.jsonl");
-    let kept = if opts.resume {
-        kept_lines(&log_path, resumed_at, |s: &StepLog| s.step)?
-    } else {
-        String::new()
-    };
-    let mut step_log = StepLogHook {
-        file: open_log(&log_path, &kept)?,
-        path: log_path,
-    };
+    let mut step_log = StepLogHook::open(&opts.out, resumed_at)?;
     let mut checkpoints = CheckpointHook {
         out: &opts.out,
         varmap: &varmap,
         every: opts.save_every.unwrap_or(0),
         state,
     };
-    let mut eval = match eval_samples.is_empty() {
-        true => None,
-        false => {
-            let path = opts.out.join("eval_log.jsonl");
-            let kept = match &resume {
-                Some(o) => kept_lines(&path, o.t, |e: &EvalLog| e.step)?,
-                None => String::new(),
-            };
-            Some(EvalHook {
-                file: open_log(&path, &kept)?,
-                path,
-                samples: eval_samples,
-                batch_size: opts.train.batch_size,
-                every: opts.eval_every,
-            })
-        }
-    };
+    let mut eval = EvalHook::open(opts, eval_samples, resumed_at)?;
     let mut progress = ProgressHook {
         on_step,
         total: planned_steps(samples.len(), &opts.train),
@@ -413,10 +429,9 @@ pub fn finetune(
         first_loss: logs.first().map_or(f64::NAN, |l| l.loss),
         last_loss: logs.last().map_or(f64::NAN, |l| l.loss),
     };
-    std::fs::write(
-        opts.out.join("finetune.json"),
-        serde_json::to_string_pretty(&report)?,
-    )?;
+    let path = opts.out.join("finetune.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
+        .with_context(|| format!("{}: cannot write", path.display()))?;
     Ok(report)
 }
 

@@ -53,6 +53,43 @@ impl Default for TrainConfig {
     }
 }
 
+impl TrainConfig {
+    /// Refuses settings that cannot train (named as the command line names them).
+    pub fn check(&self) -> Result<()> {
+        self.loss.check()?;
+        for (flag, v) in [
+            ("--batch-size", self.batch_size),
+            ("--grad-accum", self.grad_accum),
+            ("--epochs", self.epochs),
+        ] {
+            if v == 0 {
+                bail!("{flag} must be at least 1");
+            }
+        }
+        if self.max_steps == Some(0) {
+            bail!("--max-steps must be at least 1");
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            bail!("--lr must be a positive number, not {}", self.lr);
+        }
+        if !(0.0..=1.0).contains(&self.warmup_ratio) {
+            bail!(
+                "--warmup-ratio must be in [0, 1], not {}",
+                self.warmup_ratio
+            );
+        }
+        for (flag, v) in [
+            ("--max-grad-norm", self.max_grad_norm),
+            ("--weight-decay", self.weight_decay),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                bail!("{flag} must be a number >= 0, not {v}");
+            }
+        }
+        Ok(())
+    }
+}
+
 /// One optimizer step, as written to the JSONL log.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepLog {
@@ -217,10 +254,7 @@ pub fn train(
     hooks: &mut [&mut dyn TrainHook],
 ) -> Result<Vec<StepLog>> {
     let vars: Vec<Var> = params.iter().map(|(_, v)| v.clone()).collect();
-    cfg.loss.check()?;
-    if cfg.batch_size == 0 || cfg.grad_accum == 0 || cfg.epochs == 0 {
-        bail!("batch size, gradient accumulation and epochs must be at least 1");
-    }
+    cfg.check()?;
     if samples.is_empty() {
         bail!("no training samples");
     }
