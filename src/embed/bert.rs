@@ -109,6 +109,24 @@ struct PoolingConfig {
     pooling_mode_cls_token: bool,
 }
 
+/// Refuses a BERT configuration no model can have, before anything is allocated for it.
+fn check_config(c: &Config) -> Result<()> {
+    if c.num_attention_heads == 0 || c.num_hidden_layers == 0 || c.hidden_size == 0 {
+        bail!("num_attention_heads, num_hidden_layers and hidden_size must be at least 1");
+    }
+    if c.num_hidden_layers > crate::model::decoder::MAX_LAYERS {
+        bail!(
+            "num_hidden_layers {} is beyond any model (at most {})",
+            c.num_hidden_layers,
+            crate::model::decoder::MAX_LAYERS
+        );
+    }
+    if !c.hidden_size.is_multiple_of(c.num_attention_heads) {
+        bail!("hidden_size is not a multiple of num_attention_heads");
+    }
+    Ok(())
+}
+
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("{}: cannot read", path.display()))?;
@@ -137,6 +155,12 @@ impl BertEncoder {
             }
         }
         let config: Config = read_json(&dir.join("config.json"))?;
+        check_config(&config).with_context(|| {
+            format!(
+                "{}: invalid configuration",
+                dir.join("config.json").display()
+            )
+        })?;
         let weights_path = dir.join("model.safetensors");
         let engine = match backend {
             Backend::Fast => Engine::Fast(FastBert::load(&weights_path, &config)?),

@@ -89,6 +89,9 @@ pub(crate) fn run_probe_with_views(
     mut on_task: impl FnMut(&TaskSpec),
 ) -> Result<(ProbeReport, Views)> {
     let start = Instant::now();
+    if opts.folds.is_some_and(|k| k < 2) {
+        anyhow::bail!("--folds must be at least 2");
+    }
     let run_input = RunInput {
         data_dir: &opts.data_dir,
         sets: input.sets,

@@ -100,9 +100,14 @@ impl TaskSpec {
         let spec: TaskSpec = toml::from_str(text)
             .map_err(|e| anyhow::anyhow!("{}", locate(text, e.message())))
             .with_context(|| format!("{origin}: invalid task file"))?;
-        spec.kind
-            .check()
-            .with_context(|| format!("{origin}: invalid task file"))?;
+        let check = || -> Result<()> {
+            crate::io::check_file_name("task name", &spec.name)?;
+            for f in spec.files() {
+                crate::io::check_relative_path("data file", f)?;
+            }
+            spec.kind.check()
+        };
+        check().with_context(|| format!("{origin}: invalid task file"))?;
         Ok(spec)
     }
 

@@ -151,8 +151,15 @@ pub fn read_mtx(
                         "{at}: the matrix is {r} x {c} but the name lists give {n_rows} x {n_cols}"
                     );
                 }
+                if r.checked_mul(c).is_none_or(|cells| n > cells) {
+                    bail!("{at}: {n} entries cannot fit a {r} x {c} matrix");
+                }
+                if symmetric && r != c {
+                    bail!("{at}: a symmetric matrix must be square, not {r} x {c}");
+                }
                 size = Some((r, c, n));
-                triplets.reserve(n);
+                // Grown as entries arrive beyond this: the header is not trusted with memory.
+                triplets.reserve(n.min(1 << 20));
             }
             Some((r, c, _)) => {
                 if f.len() != 3 {

@@ -67,7 +67,52 @@ fn four() -> f64 {
     4.0
 }
 
+/// The most layers a configuration may declare: far above any published model, and low enough
+/// that a corrupt value is caught before anything is allocated for it.
+pub(crate) const MAX_LAYERS: usize = 1024;
+
 impl DecoderConfig {
+    /// Refuses a configuration no model can have (zero or inconsistent sizes, absurd depth),
+    /// before anything is allocated for it.
+    pub fn check(&self) -> anyhow::Result<()> {
+        for (name, v) in [
+            ("vocab_size", self.vocab_size),
+            ("hidden_size", self.hidden_size),
+            ("intermediate_size", self.intermediate_size),
+            ("num_hidden_layers", self.num_hidden_layers),
+            ("num_attention_heads", self.num_attention_heads),
+            ("max_position_embeddings", self.max_position_embeddings),
+        ] {
+            if v == 0 {
+                anyhow::bail!("{name} is 0");
+            }
+        }
+        if self.num_hidden_layers > MAX_LAYERS {
+            anyhow::bail!(
+                "num_hidden_layers {} is beyond any model (at most {MAX_LAYERS})",
+                self.num_hidden_layers
+            );
+        }
+        if self.head_dim.is_none() && !self.hidden_size.is_multiple_of(self.num_attention_heads) {
+            anyhow::bail!(
+                "hidden_size {} is not a multiple of num_attention_heads {}",
+                self.hidden_size,
+                self.num_attention_heads
+            );
+        }
+        let kv = self.kv_heads();
+        if kv == 0 || !self.num_attention_heads.is_multiple_of(kv) {
+            anyhow::bail!(
+                "num_key_value_heads {kv} does not divide num_attention_heads {}",
+                self.num_attention_heads
+            );
+        }
+        if self.head_dim == Some(0) || !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
+            anyhow::bail!("head_dim or rms_norm_eps is not positive");
+        }
+        Ok(())
+    }
+
     pub fn head_dim(&self) -> usize {
         self.head_dim
             .unwrap_or(self.hidden_size / self.num_attention_heads)

@@ -213,6 +213,9 @@ pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
         tie_word_embeddings: !c.tensor_infos.contains_key("output.weight"),
         attention_bias: false,
     };
+    config
+        .check()
+        .with_context(|| format!("{file}: invalid model metadata"))?;
     let mut tensors = HashMap::new();
     for name in c.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };

@@ -113,6 +113,9 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
                     config.model_type
                 );
             }
+            config
+                .check()
+                .with_context(|| format!("{}: invalid configuration", cfg_path.display()))?;
             let tok_path = path.join("tokenizer.json");
             let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| {
                 anyhow::anyhow!("{}: cannot load tokenizer ({e})", tok_path.display())

@@ -121,6 +121,7 @@ impl RunRequest {
             .clone()
             .or_else(|| suite.name.clone())
             .unwrap_or_else(|| fallback.to_string());
+        crate::io::check_file_name("report name", &name)?;
         suite.name = Some(name.clone());
         Ok(PreparedRun {
             suite,

@@ -41,6 +41,41 @@ pub struct UmapLayout {
     pub runtime_s: f64,
 }
 
+/// The largest layout coordinate a report draws: UMAP places points within tens of units; a
+/// larger one is not a layout (and would overflow the plot's range arithmetic).
+const MAX_COORDINATE: f32 = 1e12;
+
+impl UmapLayout {
+    /// Refuses a layout that cannot be drawn: coordinates that are not finite or are beyond
+    /// any layout, or classes that name no class.
+    pub fn check(&self) -> Result<()> {
+        let what = format!("UMAP of {} ({})", self.embedding_set, self.points);
+        if self.xy.len() != self.classes.len() || self.xy.len() != self.genes.len() {
+            bail!(
+                "{what}: {} points but {} classes and {} names",
+                self.xy.len(),
+                self.classes.len(),
+                self.genes.len()
+            );
+        }
+        if let Some(p) = self.xy.iter().position(|p| {
+            p.iter()
+                .any(|v| !(v.is_finite() && v.abs() <= MAX_COORDINATE))
+        }) {
+            bail!("{what}: point {} lies outside ±{MAX_COORDINATE:e}", p + 1);
+        }
+        if let Some(c) = self
+            .classes
+            .iter()
+            .flatten()
+            .find(|&&c| c >= self.class_names.len())
+        {
+            bail!("{what}: class {c} of {} classes", self.class_names.len());
+        }
+        Ok(())
+    }
+}
+
 fn default_points() -> String {
     "genes".into()
 }
@@ -67,8 +102,9 @@ pub struct ReportData {
 impl ReportData {
     /// Reads `results.json` files (each a [`ReportData`] or a single [`RunResults`]).
     pub fn read_all(paths: &[PathBuf]) -> Result<Self> {
-        let mut runs = Vec::new();
+        let mut runs: Vec<RunResults> = Vec::new();
         for p in paths {
+            let before = runs.len();
             let text = std::fs::read_to_string(p)
                 .with_context(|| format!("{}: cannot read", p.display()))?;
             let v: serde_json::Value = serde_json::from_str(&text)
@@ -82,6 +118,10 @@ impl ReportData {
                     serde_json::from_value(v)
                         .with_context(|| format!("{}: not a bftkit results file", p.display()))?,
                 );
+            }
+            for u in runs[before..].iter().flat_map(|r| &r.umaps) {
+                u.check()
+                    .with_context(|| format!("{}: not a bftkit results file", p.display()))?;
             }
         }
         if runs.is_empty() {
@@ -224,6 +264,9 @@ margin:6px 0}h2{margin-top:28px}";
 
 /// Writes `index.html`, the PNG figures and `results.json` into `out`; returns the HTML path.
 pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
+    for u in data.runs.iter().flat_map(|r| &r.umaps) {
+        u.check()?;
+    }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let json = out.join("results.json");
     std::fs::write(&json, serde_json::to_string_pretty(data)?)
