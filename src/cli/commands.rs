@@ -1,7 +1,7 @@
 //! One function per command: convert the arguments (`args`), call the library, print
 //! (`print`), with a progress bar where the work takes a while (`progress`).
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 
 use super::args::{
     DataArgs, DescribeArgs, EmbedArgs, FinetuneArgs, FixturesArgs, LossCmdArgs, ProbeArgs,
@@ -15,7 +15,7 @@ use crate::viz::report::ReportData;
 
 /// Writes `text` to `path`, naming the file when that fails.
 fn write(path: &std::path::Path, text: String) -> Result<()> {
-    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+    crate::io::write_file(path, text)
 }
 
 pub(super) fn run(args: RunArgs) -> Result<()> {

@@ -17,7 +17,7 @@ pub use decoder::DecoderEncoder;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::io::embeddings::EmbeddingFormat;
@@ -314,8 +314,7 @@ impl EmbedJob {
         report.texts = self.texts.path.display().to_string();
         report.output = self.out.display().to_string();
         let path = report_path(&self.out);
-        std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-            .with_context(|| format!("{}: cannot write", path.display()))?;
+        crate::io::write_file(&path, serde_json::to_string_pretty(&report)?)?;
         Ok(report)
     }
 }

@@ -155,7 +155,7 @@ impl GeneEmbeddings {
             EmbeddingFormat::Csv => self.to_delimited(','),
             EmbeddingFormat::Safetensors => self.to_safetensors()?,
         };
-        std::fs::write(path, bytes).with_context(|| format!("{}: cannot write", path.display()))
+        super::write::write_file(path, bytes)
     }
 
     fn to_delimited(&self, sep: char) -> Vec<u8> {

@@ -10,10 +10,12 @@ pub mod h5ad;
 pub mod matrix;
 pub(crate) mod table;
 pub mod texts;
+pub mod write;
 
 pub use embeddings::GeneEmbeddings;
 pub use gene_ids::{GeneIdMap, GeneResolver};
 pub use table::ColumnRef;
+pub use write::{write_file, write_with};
 
 /// Refuses a name that would not stay one file name inside its folder when used as one (task
 /// and report names become file and folder names): letters, digits, `_`, `-`, `.`, spaces, not

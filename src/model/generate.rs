@@ -334,7 +334,7 @@ pub fn write_profiles(path: &Path, profiles: &[(String, String)]) -> Result<()> 
     for (g, p) in profiles {
         text.push_str(&format!("{g}\t{p}\n"));
     }
-    std::fs::write(path, text).with_context(|| format!("{}: cannot write", path.display()))
+    crate::io::write_file(path, text)
 }
 
 /// Where `describe_to_file` writes its report: `OUT.describe.json`.
@@ -354,8 +354,7 @@ pub fn describe_to_file(
     let (profiles, report) = describe(genes, opts, |done| on_batch(done, total))?;
     write_profiles(out, &profiles)?;
     let path = report_path(out);
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    crate::io::write_file(&path, serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }
 

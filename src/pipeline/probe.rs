@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 
 use super::data::{DataOptions, Inputs};
 use crate::eval::result::ProbeReport;
@@ -73,7 +73,7 @@ pub fn probe(
     let report = run_probe(&input, &opts, on_task)?;
     if let Some(out) = &request.out {
         let json = serde_json::to_string_pretty(&report)?;
-        std::fs::write(out, json).with_context(|| format!("{}: cannot write", out.display()))?;
+        crate::io::write_file(out, json)?;
     }
     Ok(report)
 }

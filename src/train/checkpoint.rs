@@ -65,9 +65,12 @@ pub(crate) fn save(
     let tmp = out.join(format!(".checkpoint-{}.tmp", state.step));
     let _ = std::fs::remove_dir_all(&tmp);
     std::fs::create_dir_all(&tmp)?;
-    varmap.save(tmp.join("weights.safetensors"))?;
-    opt.save(&tmp.join("optimizer.safetensors"))?;
-    std::fs::write(tmp.join("state.json"), serde_json::to_string_pretty(state)?)?;
+    crate::io::write_with(&tmp.join("weights.safetensors"), |p| Ok(varmap.save(p)?))?;
+    crate::io::write_with(&tmp.join("optimizer.safetensors"), |p| opt.save(p))?;
+    crate::io::write_file(
+        &tmp.join("state.json"),
+        serde_json::to_string_pretty(state)?,
+    )?;
     let dest = out.join(format!("checkpoint-{}", state.step));
     let _ = std::fs::remove_dir_all(&dest);
     std::fs::rename(&tmp, &dest).with_context(|| format!("{}: cannot write", dest.display()))

@@ -160,8 +160,7 @@ pub fn write_profile_data(
         let path = out.join(format!("{name}.jsonl"));
         write_profile_conversations(&path, genes, text, &opts.system, &opts.user)?;
         let list = out.join(format!("{name}_genes.txt"));
-        std::fs::write(&list, genes.join("\n") + "\n")
-            .with_context(|| format!("{}: cannot write", list.display()))?;
+        crate::io::write_file(&list, genes.join("\n") + "\n")?;
     }
     let summary = serde_json::json!({
         "bftkit_version": env!("CARGO_PKG_VERSION"), "texts": texts_origin,
@@ -170,8 +169,7 @@ pub fn write_profile_data(
         "system": opts.system, "user": opts.user,
     });
     let path = out.join("split.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&summary)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    crate::io::write_file(&path, serde_json::to_string_pretty(&summary)?)?;
     Ok(split)
 }
 
@@ -195,7 +193,7 @@ pub fn write_profile_conversations(
         )?);
         out.push('\n');
     }
-    std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))?;
+    crate::io::write_file(path, out)?;
     Ok(genes.len())
 }
 

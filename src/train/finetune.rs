@@ -148,8 +148,7 @@ pub struct FinetuneReport {
 
 fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
     let map: HashMap<String, Tensor> = tensors.iter().cloned().collect();
-    candle_core::safetensors::save(&map, path)
-        .with_context(|| format!("{}: cannot write", path.display()))
+    crate::io::write_with(path, |tmp| Ok(candle_core::safetensors::save(&map, tmp)?))
 }
 
 /// The decoder to train and its trainable variables (sorted by name): LoRA adapters over the
@@ -430,8 +429,7 @@ pub fn finetune(
         last_loss: logs.last().map_or(f64::NAN, |l| l.loss),
     };
     let path = opts.out.join("finetune.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&report)?)
-        .with_context(|| format!("{}: cannot write", path.display()))?;
+    crate::io::write_file(&path, serde_json::to_string_pretty(&report)?)?;
     Ok(report)
 }
 
@@ -445,10 +443,12 @@ fn write_outputs(
 ) -> Result<()> {
     match &opts.lora {
         Some(l) => {
-            varmap.save(opts.out.join("adapter_model.safetensors"))?;
+            crate::io::write_with(&opts.out.join("adapter_model.safetensors"), |tmp| {
+                Ok(varmap.save(tmp)?)
+            })?;
             let cfg = l.peft_json(&opts.model.display().to_string());
-            std::fs::write(
-                opts.out.join("adapter_config.json"),
+            crate::io::write_file(
+                &opts.out.join("adapter_config.json"),
                 serde_json::to_string_pretty(&cfg)?,
             )?;
         }
@@ -468,13 +468,14 @@ fn write_model_folder(
     dir: &Path,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("{}: cannot create", dir.display()))?;
-    std::fs::write(
-        dir.join("config.json"),
+    crate::io::write_file(
+        &dir.join("config.json"),
         serde_json::to_string_pretty(&model.config)?,
     )?;
     save_tensors(&model.merged_tensors()?, &dir.join("model.safetensors"))?;
-    tokenizer
-        .save(dir.join("tokenizer.json"), true)
-        .map_err(|e| anyhow::anyhow!("{}: cannot save tokenizer ({e})", dir.display()))?;
-    Ok(())
+    crate::io::write_with(&dir.join("tokenizer.json"), |tmp| {
+        tokenizer
+            .save(tmp, true)
+            .map_err(|e| anyhow::anyhow!("cannot save tokenizer ({e})"))
+    })
 }

@@ -268,9 +268,6 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
         u.check()?;
     }
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
-    let json = out.join("results.json");
-    std::fs::write(&json, serde_json::to_string_pretty(data)?)
-        .with_context(|| format!("{}: cannot write", json.display()))?;
     let s = Summary::new(data);
     let mut figures: Vec<(String, PathBuf)> = Vec::new();
     // Score bars, one figure per group present.
@@ -295,15 +292,17 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
             .collect();
         let path = out.join(format!("scores_{g}.png"));
         let width = (220 + 160 * tasks.len() as u32).max(700);
-        plot::bars_png(
-            &path,
-            &format!("{g}-level tasks: main metric, mean ± sd over folds"),
-            "score",
-            &tasks,
-            &s.rows,
-            &values,
-            (width, 520),
-        )?;
+        crate::io::write_with(&path, |tmp| {
+            plot::bars_png(
+                tmp,
+                &format!("{g}-level tasks: main metric, mean ± sd over folds"),
+                "score",
+                &tasks,
+                &s.rows,
+                &values,
+                (width, 520),
+            )
+        })?;
         figures.push((format!("Scores, {g}-level tasks"), path));
     }
     if !s.columns.is_empty() {
@@ -311,7 +310,9 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
         let values: Vec<Vec<Option<f64>>> = (0..s.rows.len())
             .map(|r| (0..s.columns.len()).map(|c| s.value(r, c)).collect())
             .collect();
-        plot::table_png(&path, "Main metric per task", &s.tasks(), &s.rows, &values)?;
+        crate::io::write_with(&path, |tmp| {
+            plot::table_png(tmp, "Main metric per task", &s.tasks(), &s.rows, &values)
+        })?;
         figures.push(("Results table".into(), path));
     }
     for (k, run) in data.runs.iter().enumerate() {
@@ -342,7 +343,9 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
                     u.embedding_set, u.colour_task
                 )
             };
-            plot::scatter_png(&path, &title, &u.xy, &u.classes, &u.class_names, (900, 700))?;
+            crate::io::write_with(&path, |tmp| {
+                plot::scatter_png(tmp, &title, &u.xy, &u.classes, &u.class_names, (900, 700))
+            })?;
             figures.push((
                 format!(
                     "UMAP of {}, {} (n_neighbors {}, min_dist {}, seed {}, {:.1} s)",
@@ -354,7 +357,12 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
     }
     let html = html(data, &s, &figures)?;
     let index = out.join("index.html");
-    std::fs::write(&index, html).with_context(|| format!("{}: cannot write", index.display()))?;
+    crate::io::write_file(&index, html)?;
+    // Last: a complete results.json means the report beside it is complete too.
+    crate::io::write_file(
+        &out.join("results.json"),
+        serde_json::to_string_pretty(data)?,
+    )?;
     Ok(index)
 }
 

@@ -556,7 +556,7 @@ fn write_cells_tsv(
         }
         out.push('\n');
     }
-    std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))
+    crate::io::write_file(path, out)
 }
 
 #[cfg(test)]

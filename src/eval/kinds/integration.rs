@@ -695,7 +695,7 @@ fn export(
         ));
     }
     let p = dir.join(format!("{name}.obs.tsv"));
-    std::fs::write(&p, obs).with_context(|| format!("{}: cannot write", p.display()))
+    crate::io::write_file(&p, obs)
 }
 
 #[cfg(test)]

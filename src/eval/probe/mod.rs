@@ -18,7 +18,6 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use anyhow::Context;
 
 use self::logreg::{Design, Standardizer};
 use super::metric::ProbeMetric;
@@ -52,7 +51,7 @@ impl ProbeDataset {
             }
             writeln!(out, "{}\t{f}", l as u8)?;
         }
-        std::fs::write(path, out).with_context(|| format!("{}: cannot write", path.display()))
+        crate::io::write_file(path, out)
     }
 }
 
