@@ -2,6 +2,7 @@
 
 mod common;
 
+use predicates::prelude::*;
 use predicates::str::contains;
 
 fn setup(kind: &str) -> tempfile::TempDir {
@@ -205,6 +206,61 @@ fn resuming_from_a_checkpoint_continues_exactly() {
     )
     .failure()
     .stderr(contains("different settings"));
+}
+
+#[test]
+fn a_previous_run_is_never_overwritten_or_resumed_by_mistake() {
+    let dir = setup("llama");
+    let opts = "--save-every 4 --lora-r 4 --max-steps 8";
+    finetune(&dir, "run", opts).success();
+    let run = dir.path().join("run");
+    let before = std::fs::read(run.join("adapter_model.safetensors")).unwrap();
+    // A second fresh run into the same folder is refused, and the first run's files survive.
+    finetune(&dir, "run", opts)
+        .failure()
+        .stderr(contains("holds a previous run").and(contains("--overwrite")));
+    assert_eq!(
+        std::fs::read(run.join("adapter_model.safetensors")).unwrap(),
+        before
+    );
+    assert!(run.join("checkpoint-8").is_dir());
+    // --resume and --overwrite contradict each other.
+    finetune(&dir, "run", &format!("{opts} --resume --overwrite"))
+        .failure()
+        .stderr(contains("--overwrite"));
+    // A checkpoint is resumed only by the run that made it: other data, other settings.
+    let data = dir.path().join("train.jsonl");
+    let original = std::fs::read_to_string(&data).unwrap();
+    std::fs::write(&data, original.replace("kinase", "phosphatase")).unwrap();
+    finetune(&dir, "run", &format!("{opts} --resume"))
+        .failure()
+        .stderr(contains("different settings").and(contains("training data")));
+    std::fs::write(&data, &original).unwrap();
+    finetune(
+        &dir,
+        "run",
+        "--save-every 4 --lora-r 4 --max-steps 12 --resume",
+    )
+    .failure()
+    .stderr(contains("max_steps"));
+    // The same run resumes from its newest checkpoint; the report covers the whole run.
+    std::fs::remove_dir_all(run.join("checkpoint-8")).unwrap();
+    finetune(&dir, "run", &format!("{opts} --resume")).success();
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("finetune.json")).unwrap()).unwrap();
+    assert_eq!(report["steps"], 8);
+    assert_eq!(report["resumed_from"], 4);
+    assert_eq!(log(&dir, "run").len(), 8);
+    assert_eq!(
+        std::fs::read(run.join("adapter_model.safetensors")).unwrap(),
+        before,
+        "resuming at step 4 does not reproduce the run"
+    );
+    // --overwrite replaces the run: no stale checkpoint is left behind.
+    finetune(&dir, "run", "--lora-r 4 --max-steps 2 --overwrite").success();
+    assert!(!run.join("checkpoint-4").exists());
+    assert!(!run.join("checkpoint-8").exists());
+    assert_eq!(log(&dir, "run").len(), 2);
 }
 
 #[test]

@@ -346,9 +346,13 @@ pub(super) struct FinetuneArgs {
     /// Write OUT/checkpoint-STEP (weights, optimizer state, progress) every N steps.
     #[arg(long, value_name = "N")]
     pub save_every: Option<usize>,
-    /// Continue from the latest OUT/checkpoint-STEP (same options required).
-    #[arg(long)]
+    /// Continue from the latest OUT/checkpoint-STEP (same model, data and options required).
+    #[arg(long, conflicts_with = "overwrite")]
     pub resume: bool,
+    /// Replace a previous run's results in OUT (checkpoints, logs, weights); without it, a
+    /// folder that holds a run is refused.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Held-out JSONL conversations: their mean response-token loss (plain cross-entropy, the
     /// same yardstick for every variant) goes to OUT/eval_log.jsonl.
     #[arg(long)]
@@ -394,6 +398,7 @@ impl FinetuneArgs {
             merge: self.merge,
             save_every: self.save_every,
             resume: self.resume,
+            overwrite: self.overwrite,
             eval_data: self.eval_data.clone(),
             eval_every: self.eval_every,
             device: self.device.device,

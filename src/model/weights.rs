@@ -46,6 +46,57 @@ pub fn weight_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
+/// A fingerprint of the model at `path` (a GGUF file, or a folder): SHA-256 over the names and
+/// sizes of its model files (`.json`, `.safetensors`, `.gguf`), the whole of its small files (configuration, tokenizer) and the first and
+/// last MiB of each weight file. It tells whether a checkpoint was made from these weights
+/// without reading gigabytes; moving the folder does not change it.
+pub fn fingerprint(path: &Path) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    use std::io::{Read, Seek, SeekFrom};
+    const WHOLE: u64 = 16 << 20;
+    const EDGE: u64 = 1 << 20;
+    let mut files: Vec<PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .with_context(|| format!("{}: cannot read", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| {
+                p.is_file()
+                    && p.extension().is_some_and(|e| {
+                        ["json", "safetensors", "gguf"]
+                            .iter()
+                            .any(|x| e.eq_ignore_ascii_case(x))
+                    })
+            })
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.sort();
+    let mut hash = Sha256::new();
+    for f in &files {
+        let cannot = || format!("{}: cannot read", f.display());
+        let mut file = std::fs::File::open(f).with_context(cannot)?;
+        let len = file.metadata().with_context(cannot)?.len();
+        let name = f.file_name().map(|n| n.to_string_lossy().into_owned());
+        hash.update(name.unwrap_or_default().as_bytes());
+        hash.update(len.to_le_bytes());
+        let mut buf = Vec::new();
+        if len <= WHOLE {
+            file.read_to_end(&mut buf).with_context(cannot)?;
+        } else {
+            (&mut file)
+                .take(EDGE)
+                .read_to_end(&mut buf)
+                .with_context(cannot)?;
+            file.seek(SeekFrom::End(-(EDGE as i64)))
+                .with_context(cannot)?;
+            file.read_to_end(&mut buf).with_context(cannot)?;
+        }
+        hash.update(&buf);
+    }
+    Ok(format!("{:x}", hash.finalize()))
+}
+
 /// Loads every tensor of the given safetensors files onto `device`.
 pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String, Tensor>> {
     let mut all = HashMap::new();

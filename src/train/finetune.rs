@@ -16,7 +16,7 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
-use super::checkpoint::{self, CheckpointState};
+use super::checkpoint::{self, CheckpointState, RunIdentity};
 use super::data::read_conversations;
 use super::step::{response_logprobs, Sample};
 use super::trainer::{planned_steps, train, StepContext, StepLog, TrainConfig, TrainHook};
@@ -37,8 +37,11 @@ pub struct FinetuneOptions {
     pub merge: bool,
     /// Write `checkpoint-STEP/` every this many optimizer steps.
     pub save_every: Option<usize>,
-    /// Continue from the latest `checkpoint-STEP/` in `out`.
+    /// Continue from the latest `checkpoint-STEP/` in `out` (made by this same run).
     pub resume: bool,
+    /// Replace what a previous run left in `out`; without it (and without `resume`), an `out`
+    /// that holds a run is refused, so no result is lost to a mistyped folder.
+    pub overwrite: bool,
     /// Held-out conversations, evaluated before training and every `eval_every` steps.
     pub eval_data: Option<PathBuf>,
     pub eval_every: usize,
@@ -63,6 +66,7 @@ impl Default for FinetuneOptions {
             merge: false,
             save_every: None,
             resume: false,
+            overwrite: false,
             eval_data: None,
             eval_every: 10,
             device: DeviceSpec::Cpu,
@@ -141,9 +145,20 @@ pub struct FinetuneReport {
     /// Samples cut at `max_len`, and those left with no response token (they add no loss).
     pub truncated: usize,
     pub without_response: usize,
+    /// Optimizer steps of the whole run (a resumed run counts those before the checkpoint),
+    /// and the losses of its first and last step.
     pub steps: usize,
     pub first_loss: f64,
     pub last_loss: f64,
+    /// The checkpoint step this invocation continued from.
+    #[serde(default)]
+    pub resumed_from: Option<usize>,
+    /// Fingerprint of the base model's files and SHA-256 of the training data: with the
+    /// settings above, what a checkpoint must match to be resumed.
+    #[serde(default)]
+    pub model_fingerprint: String,
+    #[serde(default)]
+    pub data_sha256: String,
 }
 
 fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
@@ -225,10 +240,12 @@ fn open_log(path: &Path, kept: &str) -> Result<std::fs::File> {
     Ok(f)
 }
 
-/// Appends every step's [`StepLog`] to `train_log.jsonl`.
+/// Appends every step's [`StepLog`] to `train_log.jsonl`, and keeps the run's steps (those a
+/// resumed run continues from included) for its report.
 struct StepLogHook {
     file: std::fs::File,
     path: PathBuf,
+    entries: Vec<StepLog>,
 }
 
 impl StepLogHook {
@@ -239,9 +256,14 @@ impl StepLogHook {
             Some(step) => kept_lines(&path, step, |s: &StepLog| s.step)?,
             None => String::new(),
         };
+        let entries = kept
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
         Ok(Self {
             file: open_log(&path, &kept)?,
             path,
+            entries,
         })
     }
 }
@@ -249,7 +271,9 @@ impl StepLogHook {
 impl TrainHook for StepLogHook {
     fn after_step(&mut self, log: &StepLog, _: &StepContext<'_>) -> Result<()> {
         writeln!(self.file, "{}", serde_json::to_string(log)?)
-            .with_context(|| format!("{}: cannot write", self.path.display()))
+            .with_context(|| format!("{}: cannot write", self.path.display()))?;
+        self.entries.push(log.clone());
+        Ok(())
     }
 }
 
@@ -357,6 +381,31 @@ impl<F: FnMut(&StepLog, usize)> TrainHook for ProgressHook<F> {
     }
 }
 
+/// Refuses an `out` that holds a previous run unless this run continues it (`resume`) or
+/// replaces it (`overwrite`); checked before anything is loaded.
+fn check_out_folder(opts: &FinetuneOptions) -> Result<()> {
+    if opts.resume && opts.overwrite {
+        bail!("--resume continues the run in the output folder and --overwrite replaces it: choose one");
+    }
+    let holds_run = opts.out.join("finetune.json").is_file()
+        || opts.out.join("train_log.jsonl").is_file()
+        || checkpoint::any(&opts.out)?;
+    if opts.resume && !checkpoint::any(&opts.out)? {
+        bail!(
+            "{}: no checkpoint-STEP folder to resume from",
+            opts.out.display()
+        );
+    }
+    if holds_run && !opts.resume && !opts.overwrite {
+        bail!(
+            "{}: holds a previous run (finetune.json, train_log.jsonl or checkpoints); continue \
+             it with --resume, replace it with --overwrite, or choose another --out",
+            opts.out.display()
+        );
+    }
+    Ok(())
+}
+
 /// Runs a fine-tuning job; `on_step` sees every step and the planned number of steps.
 pub fn finetune(
     opts: &FinetuneOptions,
@@ -364,6 +413,7 @@ pub fn finetune(
 ) -> Result<FinetuneReport> {
     // Settings first: nothing on disk is touched by a run that cannot start.
     opts.train.check()?;
+    check_out_folder(opts)?;
     let device = opts.device.open()?;
     let dtype = Precision::resolve(opts.precision, &device);
     if let Some(l) = &opts.lora {
@@ -378,41 +428,57 @@ pub fn finetune(
         Some(p) => load_samples(p, opts.template, &pre.tokenizer, opts.max_len)?.0,
         None => Vec::new(),
     };
+    let run = RunIdentity {
+        model: crate::model::weights::fingerprint(&opts.model)?,
+        data: crate::io::embeddings::file_sha256(&opts.data)?,
+        eval_data: opts
+            .eval_data
+            .as_deref()
+            .map(crate::io::embeddings::file_sha256)
+            .transpose()?,
+        template: opts.template,
+        max_len: opts.max_len,
+        train: opts.train.clone(),
+        lora: opts.lora.clone(),
+    };
+    if opts.overwrite {
+        checkpoint::clear_previous_run(&opts.out)?;
+    }
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     let varmap = VarMap::new();
     let (model, params) = trainable_model(opts, &pre, &varmap, &device, dtype)?;
-    let state = CheckpointState {
-        step: 0,
-        train: opts.train.clone(),
-        lora: opts.lora.clone(),
-        max_len: opts.max_len,
-    };
     let (resumed_at, resume) = if opts.resume {
-        let (saved, opt) = checkpoint::restore(&opts.out, &varmap, &params, &state)?;
-        (Some(saved.step), Some(opt))
+        let (step, opt) = checkpoint::restore(&opts.out, &varmap, &params, &run)?;
+        (Some(step), Some(opt))
     } else {
         (None, None)
     };
     let mut step_log = StepLogHook::open(&opts.out, resumed_at)?;
+    let mut eval = EvalHook::open(opts, eval_samples, resumed_at)?;
     let mut checkpoints = CheckpointHook {
         out: &opts.out,
         varmap: &varmap,
         every: opts.save_every.unwrap_or(0),
-        state,
+        state: CheckpointState {
+            step: 0,
+            run: run.clone(),
+        },
     };
-    let mut eval = EvalHook::open(opts, eval_samples, resumed_at)?;
     let mut progress = ProgressHook {
         on_step,
         total: planned_steps(samples.len(), &opts.train),
     };
-    let mut hooks: Vec<&mut dyn TrainHook> = vec![&mut step_log, &mut checkpoints];
+    // Logs before checkpoints: a checkpoint's steps and evaluations are always on disk.
+    let mut hooks: Vec<&mut dyn TrainHook> = vec![&mut step_log];
     if let Some(e) = eval.as_mut() {
         hooks.push(e);
     }
+    hooks.push(&mut checkpoints);
     hooks.push(&mut progress);
-    let logs = train(&model, params, &samples, &opts.train, resume, &mut hooks)?;
+    train(&model, params, &samples, &opts.train, resume, &mut hooks)?;
     write_outputs(opts, &model, &pre.tokenizer, &varmap)?;
+    let logs = &step_log.entries;
     let report = FinetuneReport {
         bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
         model: opts.model.display().to_string(),
@@ -424,9 +490,12 @@ pub fn finetune(
         samples: samples.len(),
         truncated,
         without_response,
-        steps: logs.len(),
+        steps: logs.last().map_or(0, |l| l.step),
         first_loss: logs.first().map_or(f64::NAN, |l| l.loss),
         last_loss: logs.last().map_or(f64::NAN, |l| l.loss),
+        resumed_from: resumed_at,
+        model_fingerprint: run.model,
+        data_sha256: run.data,
     };
     let path = opts.out.join("finetune.json");
     crate::io::write_file(&path, serde_json::to_string_pretty(&report)?)?;

@@ -18,7 +18,6 @@ use anyhow::Result;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-
 use self::logreg::{Design, Standardizer};
 use super::metric::ProbeMetric;
 use crate::io::GeneEmbeddings;
