@@ -83,6 +83,15 @@ fn matrix_headers_cannot_claim_what_the_file_cannot_hold() {
         "%%MatrixMarket matrix coordinate integer symmetric\n{genes} {cells} 1\n1 1 1\n"
     ));
     probe().stderr(contains("must be square"));
+    // A negative count (scaled data given as counts) would make NaN metrics.
+    write(&format!(
+        "%%MatrixMarket matrix coordinate real general\n{genes} {cells} 2\n1 1 2\n2 1 -3\n"
+    ));
+    probe().stderr(
+        contains("rna_counts.mtx.gz")
+            .and(contains("has the value -3"))
+            .and(contains(">= 0")),
+    );
 }
 
 #[test]
@@ -114,6 +123,44 @@ fn impossible_model_configurations_are_refused_before_loading() {
             .failure()
             .stderr(contains("config.json").and(contains(says)));
     }
+}
+
+#[test]
+fn tables_are_sized_to_the_run_and_token_budgets_cannot_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    common::tiny_model(dir.path(), "llama");
+    std::fs::write(dir.path().join("t.tsv"), "symbol\tprofile\nTP53\tgene\n").unwrap();
+    std::fs::write(dir.path().join("genes.txt"), "TP53\n").unwrap();
+    let config = dir.path().join("model/config.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let from = "\"max_position_embeddings\": 64";
+    assert!(original.contains(from), "{original}");
+    // A context of 4·10^9 positions: a rotary table for all of them would need half a terabyte.
+    std::fs::write(
+        &config,
+        original.replace(from, "\"max_position_embeddings\": 4000000000"),
+    )
+    .unwrap();
+    common::bftkit_in(dir.path())
+        .args([
+            "embed", "--texts", "t.tsv", "--model", "model", "--out", "e.tsv",
+        ])
+        .assert()
+        .success();
+    std::fs::write(&config, &original).unwrap();
+    common::bftkit_in(dir.path())
+        .args([
+            "describe",
+            "genes.txt",
+            "--model",
+            "model",
+            "--out",
+            "p.tsv",
+        ])
+        .args(["--max-new-tokens", &usize::MAX.to_string()])
+        .assert()
+        .failure()
+        .stderr(contains("exceeds the model's 64 positions"));
 }
 
 #[test]
@@ -178,4 +225,61 @@ fn names_and_paths_cannot_leave_their_folders() {
         .failure()
         .stderr(contains("report name '../../escaped'"));
     assert!(!dir.path().parent().unwrap().join("escaped").exists());
+}
+
+#[test]
+fn values_outside_their_range_are_refused_and_empty_texts_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    fixtures(dir.path());
+    for min_dist in ["nan", "-0.5", "2"] {
+        common::bftkit_in(dir.path())
+            .args([
+                "umap",
+                "--embeddings",
+                "fx/embeddings.tsv",
+                "--out",
+                "u.tsv",
+            ])
+            .arg(format!("--min-dist={min_dist}"))
+            .assert()
+            .failure()
+            .stderr(contains("min_dist must be in [0, spread = 1]"));
+    }
+    assert!(!dir.path().join("u.tsv").exists());
+    // Embeddings so large that squared distances overflow f32 give chance-level scores.
+    let mut lines: Vec<String> = std::fs::read_to_string(dir.path().join("fx/embeddings.tsv"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let mut cols: Vec<&str> = lines[5].split('\t').collect();
+    cols[1] = "1e37";
+    lines[5] = cols.join("\t");
+    std::fs::write(dir.path().join("big.tsv"), lines.join("\n") + "\n").unwrap();
+    common::bftkit_in(dir.path())
+        .args([
+            "probe",
+            "--task",
+            "dosage_sensitive_tfs",
+            "--data",
+            "fx/data",
+        ])
+        .args(["--embeddings", "big.tsv"])
+        .assert()
+        .failure()
+        .stderr(contains("big.tsv:6").and(contains("rescale")));
+    // A gene whose text is empty is reported as missing, not silently dropped.
+    common::tiny_model(dir.path(), "bert");
+    std::fs::write(
+        dir.path().join("t.tsv"),
+        "symbol\tprofile\nTP53\ta tumour suppressor\nEMPTY\t \n",
+    )
+    .unwrap();
+    common::bftkit_in(dir.path())
+        .args([
+            "embed", "--texts", "t.tsv", "--model", "model", "--out", "e.tsv",
+        ])
+        .assert()
+        .success()
+        .stdout(contains("embedded 1 of 2 genes").and(contains("EMPTY")));
 }

@@ -3,7 +3,8 @@
 //! Two formats, chosen by file extension:
 //! - delimited text (`.tsv`, `.txt` tab-separated; `.csv` comma-separated): first column the gene id,
 //!   then one float per column; an optional header row (detected when no value column parses as a
-//!   number); `#` starts a comment line;
+//!   number, or when three or more value columns are the column numbers `0, 1, 2, …` or
+//!   `1, 2, 3, …`); `#` starts a comment line;
 //! - safetensors (`.safetensors`): tensor `embeddings` (f32 or f64, shape [n, d]) with metadata
 //!   `gene_ids` (a JSON array of n strings) and optional `source`.
 //!
@@ -56,6 +57,11 @@ impl EmbeddingFormat {
     }
 }
 
+/// The largest magnitude an embedding value may have: sums of squared differences over 10^5
+/// dimensions stay below f32's maximum (3.4·10^38), so distances, norms and the probes'
+/// standardisation are computed without overflow.
+pub const MAX_ABS_VALUE: f32 = 1e15;
+
 impl GeneEmbeddings {
     /// Builds a set from parts, checking shape, finiteness and id uniqueness.
     pub fn new(ids: Vec<String>, dim: usize, values: Vec<f32>, source: String) -> Result<Self> {
@@ -82,13 +88,26 @@ impl GeneEmbeddings {
                 pos % dim + 1
             );
         }
-        let mut seen = HashMap::with_capacity(ids.len());
+        if let Some(pos) = values.iter().position(|v| v.abs() > MAX_ABS_VALUE) {
+            bail!(
+                "gene '{}' (row {}) has the value {:e} in column {}: beyond ±{MAX_ABS_VALUE:e}, \
+                 where squared distances overflow; rescale the embeddings",
+                ids[pos / dim],
+                pos / dim + 1,
+                values[pos],
+                pos % dim + 1
+            );
+        }
+        // Task genes find their rows ignoring case, so ids differing only in case collide.
+        let mut seen: HashMap<String, usize> = HashMap::with_capacity(ids.len());
         for (i, id) in ids.iter().enumerate() {
-            if let Some(first) = seen.insert(id.as_str(), i) {
+            if let Some(first) = seen.insert(id.to_ascii_uppercase(), i) {
                 bail!(
-                    "gene id '{id}' appears twice (rows {} and {})",
+                    "gene id '{id}' appears twice (rows {} and {}, as '{}'; ids are matched \
+                     ignoring case)",
                     first + 1,
-                    i + 1
+                    i + 1,
+                    ids[first]
                 );
             }
         }
@@ -193,6 +212,29 @@ pub fn file_sha256(path: &Path) -> Result<String> {
     Ok(format!("{:x}", Sha256::digest(&bytes)))
 }
 
+/// Whether the first row of a delimited file is a header: no value column is a number (`gene,
+/// dim_0, dim_1`), or three or more value columns are the column numbers `0, 1, 2, …` or
+/// `1, 2, 3, …` (what data frame libraries write; no embedding is exactly that sequence).
+fn is_header(record: &csv::StringRecord) -> bool {
+    if record.len() < 2 {
+        return false;
+    }
+    // Three values at least before a row of column numbers counts as a header.
+    let values: Vec<Option<f64>> = (1..record.len())
+        .map(|j| record[j].trim().parse::<f64>().ok())
+        .collect();
+    if values.iter().all(|v| v.is_none()) {
+        return true;
+    }
+    values.len() >= 3
+        && [0.0, 1.0].iter().any(|&start| {
+            values
+                .iter()
+                .enumerate()
+                .all(|(j, v)| *v == Some(start + j as f64))
+        })
+}
+
 fn read_delimited(path: &Path, delimiter: u8) -> Result<GeneEmbeddings> {
     let file = path.display();
     let mut reader = csv::ReaderBuilder::new()
@@ -205,7 +247,7 @@ fn read_delimited(path: &Path, delimiter: u8) -> Result<GeneEmbeddings> {
         .with_context(|| format!("{file}: cannot open"))?;
     let mut ids = Vec::new();
     let mut values = Vec::new();
-    let mut first_line: HashMap<String, u64> = HashMap::new();
+    let mut first_line: HashMap<String, (u64, String)> = HashMap::new();
     let mut dim: Option<(usize, u64)> = None;
     let mut record = csv::StringRecord::new();
     let mut first = true;
@@ -222,11 +264,8 @@ fn read_delimited(path: &Path, delimiter: u8) -> Result<GeneEmbeddings> {
         }
         if first {
             first = false;
-            let numeric = (1..record.len())
-                .filter(|&j| record[j].trim().parse::<f32>().is_ok())
-                .count();
-            if numeric == 0 && record.len() > 1 {
-                continue; // header row
+            if is_header(&record) {
+                continue;
             }
         }
         let width = record.len().saturating_sub(1);
@@ -258,10 +297,20 @@ fn read_delimited(path: &Path, delimiter: u8) -> Result<GeneEmbeddings> {
                     j + 1
                 );
             }
+            if v.abs() > MAX_ABS_VALUE {
+                bail!(
+                    "{file}:{line}: column {} value '{text}' is beyond ±{MAX_ABS_VALUE:e}, where \
+                     squared distances overflow; rescale the embeddings",
+                    j + 1
+                );
+            }
             values.push(v);
         }
-        if let Some(prev) = first_line.insert(id.clone(), line) {
-            bail!("{file}:{line}: duplicate gene id '{id}' (first on line {prev})");
+        if let Some((prev, as_)) = first_line.insert(id.to_ascii_uppercase(), (line, id.clone())) {
+            bail!(
+                "{file}:{line}: duplicate gene id '{id}' (first on line {prev} as '{as_}'; ids \
+                 are matched ignoring case)"
+            );
         }
         ids.push(id);
     }
@@ -345,6 +394,21 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(a.ids, vec!["TP53", "BRCA1"]);
         assert_eq!(a.row(1), &[3.0, 4.5]);
+        // A header of column numbers (as data frame libraries write it) is a header, not a gene.
+        for header in ["gene,0,1,2\n", ",0,1,2\n", "id,1,2,3\n"] {
+            let c = GeneEmbeddings::read(&write(
+                &dir,
+                "c.csv",
+                &format!("{header}TP53,1,2,3\nBRCA1,3,4.5,6\n"),
+            ))
+            .unwrap();
+            assert_eq!(c.ids, vec!["TP53", "BRCA1"], "{header}");
+        }
+        // A first row of ordinary numbers is data.
+        let d = GeneEmbeddings::read(&write(&dir, "d.csv", "TP53,0,1,3\nBRCA1,0,1\n,"));
+        assert!(format!("{:#}", d.unwrap_err()).contains("d.csv:2"));
+        let d = GeneEmbeddings::read(&write(&dir, "d.tsv", "TP53\t0\nBRCA1\t1\n")).unwrap();
+        assert_eq!(d.ids, vec!["TP53", "BRCA1"]);
     }
 
     #[test]
@@ -377,6 +441,8 @@ mod tests {
         assert!(e.contains("nan.tsv:2") && e.contains("not finite"), "{e}");
         let e = err(&dir, "inf.csv", "A,1,2\nB,inf,1\n");
         assert!(e.contains("inf.csv:2") && e.contains("not finite"), "{e}");
+        let e = err(&dir, "huge.tsv", "A\t1\t2\nB\t1e37\t1\n");
+        assert!(e.contains("huge.tsv:2") && e.contains("rescale"), "{e}");
         let e = err(&dir, "word.tsv", "A\t1\t2\nB\t1\tabc\n");
         assert!(
             e.contains("word.tsv:2") && e.contains("'abc' is not a number"),
@@ -387,6 +453,22 @@ mod tests {
             e.contains("dup.tsv:3") && e.contains("first on line 1"),
             "{e}"
         );
+        let e = err(&dir, "case.tsv", "GENE1\t1\t2\ngene1\t0\t0\n");
+        assert!(
+            e.contains("case.tsv:2") && e.contains("'GENE1'") && e.contains("ignoring case"),
+            "{e}"
+        );
+        let e = format!(
+            "{:#}",
+            GeneEmbeddings::new(
+                vec!["Tp53".into(), "TP53".into()],
+                1,
+                vec![1.0, 2.0],
+                "".into()
+            )
+            .unwrap_err()
+        );
+        assert!(e.contains("rows 1 and 2"), "{e}");
         let e = err(&dir, "empty.tsv", "");
         assert!(e.contains("empty.tsv") && e.contains("empty file"), "{e}");
         let e = err(&dir, "header_only.tsv", "gene\tx\ty\n");

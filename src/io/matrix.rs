@@ -37,6 +37,24 @@ impl ExprMatrix {
             .map(|(&g, &v)| (g as usize, v))
     }
 
+    /// Refuses a matrix that is not expression (counts or normalised counts): a negative or
+    /// non-finite value is named by file, cell and gene. Library-size normalisation and the
+    /// expression-weighted means of the cell tasks are meaningless (or NaN) on such values.
+    pub fn check_expression(&self, file: &Path) -> Result<()> {
+        for c in 0..self.n_cells() {
+            if let Some((g, v)) = self.row(c).find(|&(_, v)| !(v.is_finite() && v >= 0.0)) {
+                bail!(
+                    "{}: cell '{}', gene '{}' has the value {v}; expression values must be \
+                     counts or normalised counts (finite, >= 0), not scaled or centred data",
+                    file.display(),
+                    self.cells[c],
+                    self.genes[g]
+                );
+            }
+        }
+        Ok(())
+    }
+
     /// The matrix restricted to the given cells, in that order.
     pub fn select_cells(&self, keep: &[usize]) -> Self {
         let mut out = Self {

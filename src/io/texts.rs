@@ -63,17 +63,16 @@ impl GeneTexts {
         let file = path.display();
         let mut texts = HashMap::new();
         let mut order = Vec::new();
+        let mut seen = std::collections::HashSet::new();
         let mut insert = |id: &str, text: &str, at: String| -> Result<()> {
-            if text.trim().is_empty() {
-                return Ok(()); // an empty text is no text: the gene is reported as missing
-            }
-            if texts
-                .insert(id.trim().to_ascii_uppercase(), text.to_string())
-                .is_some()
-            {
+            if !seen.insert(id.trim().to_ascii_uppercase()) {
                 bail!("{at}: gene '{id}' has a second text");
             }
             order.push(id.trim().to_string());
+            // An empty text is no text: the gene stays listed, and is reported as missing.
+            if !text.trim().is_empty() {
+                texts.insert(id.trim().to_ascii_uppercase(), text.to_string());
+            }
             Ok(())
         };
         if path
@@ -111,7 +110,8 @@ impl GeneTexts {
         Ok(Self { texts, order })
     }
 
-    /// Every gene with a text, in source order.
+    /// Every gene of the source, in source order; those with an empty text have none
+    /// ([`GeneTexts::get`] is `None`), so they are counted as missing, not dropped.
     pub fn genes(&self) -> &[String] {
         &self.order
     }
@@ -159,6 +159,10 @@ mod tests {
         let t = GeneTexts::read(&j, "", "").unwrap();
         assert_eq!(t.get("tp53"), Some("tumour suppressor"));
         assert_eq!(t.get("EMPTY"), None);
+        // Listed (so that it is counted as missing), without a text.
+        assert_eq!(t.genes().len(), 2);
+        assert!(t.genes().contains(&"EMPTY".to_string()));
+        assert_eq!(t.len(), 1);
         let p = dir.path().join("t.tsv");
         std::fs::write(&p, "symbol\tprofile\nTP53\tA\nTP53\tB\n").unwrap();
         let e = format!(

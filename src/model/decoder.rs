@@ -217,8 +217,10 @@ pub struct Decoder {
     blocks: Vec<Block>,
     norm: Tensor,
     lm_head: Linear,
-    cos: Tensor,
-    sin: Tensor,
+    /// Rotary inverse frequencies (1, head_dim / 2), f32.
+    inv_freq: Tensor,
+    /// The activations' dtype (that of the base weights).
+    dtype: DType,
 }
 
 impl Decoder {
@@ -305,14 +307,7 @@ impl Decoder {
             candle_nn::linear_no_bias(h, cfg.vocab_size, vb.pp("lm_head"))?
         };
         let inv: Vec<f32> = cfg.inv_freq().iter().map(|&f| f as f32).collect();
-        let device = vb.device();
-        let t = cfg.max_position_embeddings;
-        let inv = Tensor::from_vec(inv, (1, hd / 2), device)?;
-        let pos = Tensor::arange(0u32, t as u32, device)?
-            .to_dtype(DType::F32)?
-            .reshape((t, 1))?;
-        let freqs = pos.matmul(&inv)?; // (t, d/2)
-        let freqs = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // (t, d)
+        let inv_freq = Tensor::from_vec(inv, (1, hd / 2), vb.device())?;
         let dtype = vb.dtype();
         Ok(Self {
             config: cfg.clone(),
@@ -321,9 +316,32 @@ impl Decoder {
             blocks,
             norm,
             lm_head,
-            cos: freqs.cos()?.to_dtype(dtype)?,
-            sin: freqs.sin()?.to_dtype(dtype)?,
+            inv_freq,
+            dtype,
         })
+    }
+
+    /// Rotary cos and sin, (n, head_dim) each in the activations' dtype, for `positions`.
+    /// Computed per call (n·head_dim values), so memory follows the run's sequences, not the
+    /// model's maximum context (which configs put at 10^5 and beyond).
+    fn rotary(&self, positions: &[u32]) -> Result<(Tensor, Tensor)> {
+        let limit = self.config.max_position_embeddings;
+        if let Some(&p) = positions.iter().max() {
+            if p as usize >= limit {
+                candle_core::bail!(
+                    "position {p} is beyond the model's {limit} positions (max_position_embeddings)"
+                );
+            }
+        }
+        let n = positions.len();
+        let pos: Vec<f32> = positions.iter().map(|&p| p as f32).collect();
+        let pos = Tensor::from_vec(pos, (n, 1), self.inv_freq.device())?;
+        let freqs = pos.matmul(&self.inv_freq)?; // (n, d/2)
+        let freqs = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // (n, d)
+        Ok((
+            freqs.cos()?.to_dtype(self.dtype)?,
+            freqs.sin()?.to_dtype(self.dtype)?,
+        ))
     }
 
     pub fn device(&self) -> &Device {
@@ -332,7 +350,7 @@ impl Decoder {
 
     /// The dtype of activations (that of the weights).
     pub fn dtype(&self) -> DType {
-        self.cos.dtype()
+        self.dtype
     }
 
     /// Final (normed) hidden states for every position: ids (b, t) → (b, t, hidden).
@@ -346,8 +364,7 @@ impl Decoder {
         if t > self.config.max_position_embeddings {
             candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
         }
-        let cos = self.cos.narrow(0, 0, t)?;
-        let sin = self.sin.narrow(0, 0, t)?;
+        let (cos, sin) = self.rotary(&(0..t as u32).collect::<Vec<_>>())?;
         // Causal mask: 0 on and below the diagonal, -inf above. (t, t)
         let mask: Vec<f32> = (0..t * t)
             .map(|i| {
@@ -358,25 +375,27 @@ impl Decoder {
                 }
             })
             .collect();
-        let mask = Tensor::from_vec(mask, (t, t), ids.device())?.to_dtype(self.cos.dtype())?;
+        let mask = Tensor::from_vec(mask, (t, t), ids.device())?.to_dtype(self.dtype)?;
         self.run(ids, &cos, &sin, &mask, None, dropout)
     }
 
-    /// One step of incremental decoding. `ids` (b, t) are the new tokens, `positions` (b, t)
-    /// their rotary positions, `mask` (b, 1, t, past + t) additive attention mask over the cached
+    /// One step of incremental decoding. `ids` (b, t) are the new tokens, `positions` (b·t,
+    /// row-major) their rotary positions, `mask` (b, 1, t, past + t) additive attention mask over the cached
     /// and new keys. The cache grows by `t`. Returns the final hidden states of the new tokens.
     pub fn forward_cached(
         &self,
         ids: &Tensor,
-        positions: &Tensor,
+        positions: &[u32],
         mask: &Tensor,
         cache: &mut KvCache,
     ) -> Result<Tensor> {
         let (b, t) = ids.dims2()?;
-        let flat = positions.flatten_all()?;
+        if positions.len() != b * t {
+            candle_core::bail!("{} positions for {b}×{t} tokens", positions.len());
+        }
         let hd = self.config.head_dim();
-        let cos = self.cos.index_select(&flat, 0)?.reshape((b, 1, t, hd))?;
-        let sin = self.sin.index_select(&flat, 0)?.reshape((b, 1, t, hd))?;
+        let (cos, sin) = self.rotary(positions)?;
+        let (cos, sin) = (cos.reshape((b, 1, t, hd))?, sin.reshape((b, 1, t, hd))?);
         if cache.layers.len() != self.blocks.len() {
             cache.layers = vec![None; self.blocks.len()];
         }

@@ -59,7 +59,7 @@ pub fn greedy(
     for chunk in order.chunks(opts.batch_size.max(1)) {
         let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
         let longest = batch[0].len();
-        if longest + opts.max_new_tokens > limit {
+        if longest.saturating_add(opts.max_new_tokens) > limit {
             bail!(
                 "a prompt of {longest} tokens plus {} new tokens exceeds the model's {limit} \
                  positions",
@@ -107,7 +107,7 @@ fn greedy_batch(
     let mut cache = KvCache::default();
     let mut hidden = model.forward_cached(
         &Tensor::from_vec(ids, (b, l), device)?,
-        &Tensor::from_vec(pos, (b, l), device)?,
+        &pos,
         &Tensor::from_vec(mask, (b, 1, l, l), device)?.to_dtype(dtype)?,
         &mut cache,
     )?;
@@ -153,7 +153,7 @@ fn greedy_batch(
         let pos: Vec<u32> = prompts.iter().map(|p| (p.len() + k) as u32).collect();
         hidden = model.forward_cached(
             &Tensor::from_vec(next, (b, 1), device)?,
-            &Tensor::from_vec(pos, (b, 1), device)?,
+            &pos,
             &Tensor::from_vec(mask, (b, 1, 1, keys), device)?.to_dtype(dtype)?,
             &mut cache,
         )?;

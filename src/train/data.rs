@@ -153,7 +153,15 @@ pub fn write_profile_data(
     out: &Path,
     opts: &ProfileDataOptions,
 ) -> Result<ProfileSplit> {
-    let split = split_genes(texts.genes(), opts.test_fraction, opts.seed)?;
+    // Genes whose text is empty have nothing to learn from: left out, and counted.
+    let with_text: Vec<String> = texts
+        .genes()
+        .iter()
+        .filter(|g| texts.get(g).is_some())
+        .cloned()
+        .collect();
+    let without_text = texts.genes().len() - with_text.len();
+    let split = split_genes(&with_text, opts.test_fraction, opts.seed)?;
     std::fs::create_dir_all(out).with_context(|| format!("{}: cannot create", out.display()))?;
     let text = |g: &str| texts.get(g).map(str::to_string);
     for (name, genes) in [("train", &split.train), ("test", &split.test)] {
@@ -166,6 +174,7 @@ pub fn write_profile_data(
         "bftkit_version": env!("CARGO_PKG_VERSION"), "texts": texts_origin,
         "seed": opts.seed, "test_fraction": opts.test_fraction,
         "train_genes": split.train.len(), "test_genes": split.test.len(),
+        "genes_without_text": without_text,
         "system": opts.system, "user": opts.user,
     });
     let path = out.join("split.json");

@@ -184,7 +184,11 @@ fn accumulate(
         let scaled = (out.loss / group.len() as f64)?;
         let value = scaled.to_scalar::<f32>()? as f64;
         if !value.is_finite() {
-            bail!("loss became {value} at step {step}; stopping (weights left as they were)");
+            bail!(
+                "loss became {value} at step {}; stopped before updating the weights (outputs \
+                 not written; checkpoints so far are intact)",
+                step + 1
+            );
         }
         loss_sum += value;
         tokens += out.tokens;
@@ -285,6 +289,13 @@ pub fn train(
             let start = Instant::now();
             let mut acc = accumulate(model, &vars, group, samples, cfg, step)?;
             let grad_norm = clip(&mut acc.grads, &vars, cfg.max_grad_norm)?;
+            if !grad_norm.is_finite() {
+                bail!(
+                    "gradient norm became {grad_norm} at step {}; stopped before updating the \
+                     weights (outputs not written; checkpoints so far are intact)",
+                    step + 1
+                );
+            }
             let lr = lr_at(step, total, warmup, cfg.lr);
             opt.step(&acc.grads, lr)?;
             let n = acc.samples.max(1) as f64;

@@ -72,11 +72,13 @@ impl MatrixSource {
             .collect()
     }
 
-    /// Reads the matrix (paths relative to `data_dir`).
+    /// Reads the matrix (paths relative to `data_dir`); its values must be expression (finite,
+    /// non-negative).
     pub(crate) fn read(&self, data_dir: &Path) -> Result<ReadMatrix> {
         let path = data_dir.join(&self.file);
         if self.is_h5ad() {
             let a = crate::io::h5ad::read_h5ad(&path, self.h5ad_raw)?;
+            a.matrix.check_expression(&path)?;
             return Ok(ReadMatrix {
                 matrix: a.matrix,
                 obs: Some(a.obs),
@@ -94,6 +96,7 @@ impl MatrixSource {
                 genes_are_rows: self.genes_are_rows,
             },
         )?;
+        matrix.check_expression(&path)?;
         Ok(ReadMatrix { matrix, obs: None })
     }
 }

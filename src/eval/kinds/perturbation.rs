@@ -157,6 +157,7 @@ fn load(src: &PerturbSource, data_dir: &Path) -> Result<PerturbData> {
         src.genes_are_rows,
     )
     .with_context(|| format!("with cells from {}", src.cells_file))?;
+    m.check_expression(&data_dir.join(&src.counts))?;
     let g = genes.len();
     let mut sums: BTreeMap<&str, (Vec<f64>, usize)> = BTreeMap::new();
     for (c, t) in targets_of.iter().enumerate() {

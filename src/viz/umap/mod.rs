@@ -35,6 +35,7 @@ pub fn umap(x: &[f32], n: usize, d: usize, opts: &UmapOptions) -> Result<Vec<f32
     if n < 3 || d == 0 || x.len() != n * d {
         bail!("UMAP needs at least 3 points with a matching data length");
     }
+    opts.check()?;
     if !(1..=8).contains(&opts.n_components) {
         bail!(
             "UMAP: n_components must be 1 to 8, not {}",

@@ -1,5 +1,6 @@
 //! UMAP's settings, and the switch that prints phase timings.
 
+use anyhow::{bail, Result};
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -27,6 +28,36 @@ impl Default for UmapOptions {
             learning_rate: 1.0,
             seed: 0,
         }
+    }
+}
+
+impl UmapOptions {
+    /// Refuses settings umap-learn refuses too (`--n-neighbors`, `--min-dist` on the command
+    /// line): at least 2 neighbours, a finite spread and learning rate above 0, and
+    /// 0 <= min_dist <= spread.
+    pub fn check(&self) -> Result<()> {
+        if self.n_neighbors < 2 {
+            bail!(
+                "UMAP n_neighbors must be at least 2, not {}",
+                self.n_neighbors
+            );
+        }
+        for (name, v) in [
+            ("spread", self.spread),
+            ("learning_rate", self.learning_rate),
+        ] {
+            if !(v.is_finite() && v > 0.0) {
+                bail!("UMAP {name} must be a positive number, not {v}");
+            }
+        }
+        if !(0.0..=self.spread).contains(&self.min_dist) {
+            bail!(
+                "UMAP min_dist must be in [0, spread = {}], not {}",
+                self.spread,
+                self.min_dist
+            );
+        }
+        Ok(())
     }
 }
 
