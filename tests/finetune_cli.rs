@@ -415,7 +415,7 @@ fn bf16_base_weights_train_f32_adapters_and_devices_are_checked() {
 }
 
 #[test]
-fn fixtures_models_writes_three_loadable_model_folders() {
+fn fixtures_models_writes_loadable_model_folders_and_a_gguf_file() {
     let dir = tempfile::tempdir().unwrap();
     common::bftkit_in(dir.path())
         .args(["fixtures", "--out", "fx", "--models"])
@@ -430,16 +430,18 @@ fn fixtures_models_writes_three_loadable_model_folders() {
             );
         }
     }
-    // The decoder folder is a real model: describe runs on it.
+    // The decoder folder and its GGUF file are real models: describe runs on them.
     std::fs::write(dir.path().join("genes.txt"), "the\n").unwrap();
-    common::bftkit_in(dir.path())
-        .args(["describe", "genes.txt", "--model", "fx/models/tiny-llama"])
-        .args(["--max-new-tokens", "4", "--out", "p.tsv"])
-        .assert()
-        .success();
-    assert!(std::fs::read_to_string(dir.path().join("p.tsv"))
-        .unwrap()
-        .starts_with("symbol\tprofile\nthe\t"));
+    for model in ["fx/models/tiny-llama", "fx/models/tiny-llama.gguf"] {
+        common::bftkit_in(dir.path())
+            .args(["describe", "genes.txt", "--model", model])
+            .args(["--max-new-tokens", "4", "--out", "p.tsv"])
+            .assert()
+            .success();
+        assert!(std::fs::read_to_string(dir.path().join("p.tsv"))
+            .unwrap()
+            .starts_with("symbol\tprofile\nthe\t"));
+    }
 }
 
 #[test]

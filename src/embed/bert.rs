@@ -337,8 +337,7 @@ pub(crate) fn load_tokenizer(path: &Path, max_len: usize) -> Result<Tokenizer> {
     if !path.is_file() {
         bail!("{}: missing tokenizer.json", path.display());
     }
-    let mut tokenizer = Tokenizer::from_file(path)
-        .map_err(|e| anyhow::anyhow!("{}: cannot load tokenizer ({e})", path.display()))?;
+    let mut tokenizer = crate::model::weights::read_tokenizer(path)?;
     tokenizer.with_padding(None);
     tokenizer
         .with_truncation(Some(TruncationParams {

@@ -83,7 +83,6 @@ pub(crate) fn hf_name(name: &str) -> Option<String> {
 }
 
 /// GGUF name of a Hugging Face tensor (the inverse of [`hf_name`]; test fixtures write GGUF).
-#[cfg(test)]
 pub(crate) fn gguf_name(name: &str) -> Option<String> {
     if let Some((g, _)) = GLOBAL.iter().find(|(_, hf)| *hf == name) {
         return Some(g.to_string());
@@ -175,6 +174,41 @@ fn tokenizer(c: &Content, file: &str) -> Result<Tokenizer> {
         .map_err(|e| anyhow::anyhow!("{file}: cannot build the tokenizer from GGUF metadata ({e})"))
 }
 
+/// Checks that tensor `name`'s shape and type fit in the file (a file of `file_size` bytes)
+/// before its data is allocated: element count and byte size without overflow, and its bytes
+/// within the file. (The GGUF reader computes them unchecked.)
+fn check_tensor_extent(c: &Content, name: &str, file_size: u64) -> Result<()> {
+    let info = &c.tensor_infos[name];
+    let dims = info.shape.dims();
+    let elems = dims
+        .iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .with_context(|| format!("shape {dims:?} has more elements than can be addressed"))?;
+    if elems == 0 {
+        // (No model has one; the reader would also build a slice from a dangling pointer.)
+        bail!("shape {dims:?} has no elements");
+    }
+    let block = info.ggml_dtype.block_size();
+    if !elems.is_multiple_of(block) {
+        bail!("{elems} elements are not whole blocks of {block}");
+    }
+    let bytes = (elems / block)
+        .checked_mul(info.ggml_dtype.type_size())
+        .with_context(|| format!("shape {dims:?} has more bytes than can be addressed"))?;
+    let end = c
+        .tensor_data_offset
+        .checked_add(info.offset)
+        .and_then(|start| start.checked_add(bytes as u64));
+    match end {
+        Some(end) if end <= file_size => Ok(()),
+        _ => bail!(
+            "{bytes} bytes at offset {} + {} lie beyond the file's {file_size} bytes",
+            c.tensor_data_offset,
+            info.offset
+        ),
+    }
+}
+
 /// Reads a GGUF file: configuration, dequantised tensors, tokenizer.
 pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
     let file = path.display().to_string();
@@ -216,20 +250,24 @@ pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
     config
         .check()
         .with_context(|| format!("{file}: invalid model metadata"))?;
+    let file_size = reader
+        .metadata()
+        .with_context(|| format!("{file}: cannot read"))?
+        .len();
     let mut tensors = HashMap::new();
     for name in c.tensor_infos.keys() {
         let Some(hf) = hf_name(name) else { continue };
-        let q = c
-            .tensor(&mut reader, name, device)
-            .map_err(|e| anyhow::anyhow!("{file}: tensor '{name}': {e}"))?;
-        let mut t = q.dequantize(device)?;
-        if arch == "llama" {
-            if name.contains(".attn_q.") {
-                t = permute_rows(&t, heads, true)?;
-            } else if name.contains(".attn_k.") {
-                t = permute_rows(&t, kv_heads, true)?;
-            }
-        }
+        let mut read = || -> Result<Tensor> {
+            check_tensor_extent(&c, name, file_size)?;
+            let q = c.tensor(&mut reader, name, device)?;
+            let t = q.dequantize(device)?;
+            Ok(match arch.as_str() {
+                "llama" if name.contains(".attn_q.") => permute_rows(&t, heads, true)?,
+                "llama" if name.contains(".attn_k.") => permute_rows(&t, kv_heads, true)?,
+                _ => t,
+            })
+        };
+        let t = read().with_context(|| format!("{file}: tensor '{name}'"))?;
         tensors.insert(hf, t);
     }
     Ok(GgufModel {

@@ -97,6 +97,24 @@ pub fn fingerprint(path: &Path) -> Result<String> {
     Ok(format!("{:x}", hash.finalize()))
 }
 
+/// Reads a Hugging Face `tokenizer.json`. Invalid JSON is reported with its line and column;
+/// and since the tokenizers library panics on some malformed (valid JSON) files instead of
+/// returning an error, a panic there is caught and reported as an error naming the file.
+pub fn read_tokenizer(path: &Path) -> Result<Tokenizer> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read", path.display()))?;
+    serde_json::from_str::<serde::de::IgnoredAny>(&text)
+        .with_context(|| format!("{}: not valid JSON", path.display()))?;
+    match std::panic::catch_unwind(|| text.parse::<Tokenizer>()) {
+        Ok(Ok(t)) => Ok(t),
+        Ok(Err(e)) => bail!("{}: not a tokenizer ({e})", path.display()),
+        Err(_) => bail!(
+            "{}: not a tokenizer (the tokenizers library failed on it)",
+            path.display()
+        ),
+    }
+}
+
 /// Loads every tensor of the given safetensors files onto `device`.
 pub fn load_tensors(files: &[PathBuf], device: &Device) -> Result<HashMap<String, Tensor>> {
     let mut all = HashMap::new();
@@ -168,9 +186,7 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
                 .check()
                 .with_context(|| format!("{}: invalid configuration", cfg_path.display()))?;
             let tok_path = path.join("tokenizer.json");
-            let tokenizer = Tokenizer::from_file(&tok_path).map_err(|e| {
-                anyhow::anyhow!("{}: cannot load tokenizer ({e})", tok_path.display())
-            })?;
+            let tokenizer = read_tokenizer(&tok_path)?;
             let files = weight_files(path)?;
             Pretrained {
                 config,
