@@ -8,14 +8,15 @@
    scikit-learn's KMeans(n_init=10, random_state=0) for orientation.
 
 usage: bench/.venv/bin/python bench/cells_vs_sklearn.py [--embeddings FILE] [--data DIR]
+       bench/.venv/bin/python bench/cells_vs_sklearn.py --quick   # fixtures, seconds (CI)
 """
 import argparse
 import json
 import os
 import subprocess
+import sys
 
 import numpy as np
-from safetensors import safe_open
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, adjusted_rand_score, f1_score, normalized_mutual_info_score
@@ -23,14 +24,31 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.preprocessing import StandardScaler
 
+from common import FIXTURES, load_embeddings, quick_out
+
+# Accepted differences: GenePT-w vectors (cosine), and mean accuracy / macro-F1 of the logistic
+# regression on the same vectors and folds (exit status 1 beyond them).
+MIN_COSINE = 0.9999
+TOLERANCE = 0.02
+
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bftkit", default="target/release/bftkit")
-    ap.add_argument("--embeddings", default="bench/out/bftkit_minilm_go_profiles.safetensors")
-    ap.add_argument("--data", default=os.environ.get("BFTKIT_DATA", "../shared/data"))
-    ap.add_argument("--out", default="bench/out")
+    ap.add_argument("--embeddings", default=None)
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help="the synthetic fixtures (seconds): checks that the script still works")
     args = ap.parse_args()
+    if args.quick:
+        args.data = args.data or os.path.join(FIXTURES, "data")
+        args.embeddings = args.embeddings or os.path.join(FIXTURES, "embeddings.tsv")
+        quick_out(args)
+    args.data = args.data or os.environ.get("BFTKIT_DATA", "../shared/data")
+    args.embeddings = args.embeddings or "bench/out/bftkit_minilm_go_profiles.safetensors"
+    args.out = args.out or "bench/out"
+    os.makedirs(args.out, exist_ok=True)
     folds_dir = os.path.join(args.out, "folds_cells")
     res = os.path.join(args.out, "cells.json")
     subprocess.run([args.bftkit, "probe", "--task", "cell_type_pbmc68k", "--data", args.data,
@@ -45,9 +63,9 @@ def main():
     z = np.array([[float(v) for v in x[4:]] for x in rows])
 
     # 1. GenePT-w in numpy
-    with safe_open(args.embeddings, "np") as f:
-        ids = [g.upper() for g in json.loads(f.metadata()["gene_ids"])]
-        emb = f.get_tensor("embeddings").astype(np.float64)
+    ids, emb = load_embeddings(args.embeddings)
+    ids = [g.upper() for g in ids]
+    emb = emb.astype(np.float64)
     index = {g: i for i, g in enumerate(ids)}
     path = os.path.join(args.data, "pbmc68k_reduced/pbmc68k_reduced_raw_lognorm.csv")
     head = open(path).readline().rstrip("\n").split(",")[1:]
@@ -99,7 +117,14 @@ def main():
     skm = KMeans(n_clusters=len(classes), n_init=10, random_state=0).fit_predict(z)
     print(f"sklearn KMeans(n_init=10, random_state=0): ARI {adjusted_rand_score(y, skm):.4f}, "
           f"NMI {normalized_mutual_info_score(y, skm):.4f}")
+    gaps = [abs(r["scores"]["accuracy"]["mean"] - np.mean(sk["lr_acc"])),
+            abs(r["scores"]["f1"]["mean"] - np.mean(sk["lr_f1"]))]
+    if cos.min() < MIN_COSINE or max(gaps) > TOLERANCE:
+        print(f"DISAGREEMENT: min cosine {cos.min():.6f} (>= {MIN_COSINE} expected), "
+              f"LR gaps {max(gaps):.4f} (<= {TOLERANCE} expected)")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -7,8 +7,12 @@ mean ROC-AUCs are compared. Then, on the first embedding file, the full suite is
 in bftkit (the whole process: reading data and embeddings included) against scikit-learn's
 fitting and scoring alone (data already in memory), same folds, same machine, same run.
 
+Only the gene and gene-pair tasks are compared here (the cell task has cells_vs_sklearn.py, the
+integration task scib_vs_scib_metrics.py); the timed suite runs every task.
+
 usage: bench/.venv/bin/python bench/probe_vs_sklearn.py --data ../shared/data \
            --embeddings bench/out/minilm_go_profiles.safetensors [more.safetensors ...]
+       bench/.venv/bin/python bench/probe_vs_sklearn.py --quick   # fixtures, seconds (CI)
 """
 import argparse
 import csv
@@ -20,16 +24,19 @@ import time
 
 import numpy as np
 import sklearn
-from safetensors.numpy import load_file
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_info
 
+from common import FIXTURES, load_embeddings as load_with_ids, quick_out
+
+# Largest |bftkit - scikit-learn| mean ROC-AUC difference accepted (exit status 1 beyond it).
+TOLERANCE = 0.01
+
 
 def load_embeddings(path):
-    x = load_file(path)["embeddings"].astype(np.float32)
-    return x
+    return load_with_ids(path)[1]
 
 
 def load_folds(path):
@@ -75,10 +82,19 @@ def run_bftkit(args, emb_path, extra):
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bftkit", default="target/release/bftkit")
-    ap.add_argument("--data", default=os.environ.get("BFTKIT_DATA", "../shared/data"))
-    ap.add_argument("--embeddings", nargs="+", default=["bench/out/minilm_go_profiles.safetensors"])
-    ap.add_argument("--out", default="bench/out")
+    ap.add_argument("--data", default=None)
+    ap.add_argument("--embeddings", nargs="+", default=None)
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help="the synthetic fixtures (seconds): checks that the script still works")
     args = ap.parse_args()
+    if args.quick:
+        args.data = args.data or os.path.join(FIXTURES, "data")
+        args.embeddings = args.embeddings or [os.path.join(FIXTURES, "embeddings.tsv")]
+        quick_out(args)
+    args.data = args.data or os.environ.get("BFTKIT_DATA", "../shared/data")
+    args.embeddings = args.embeddings or ["bench/out/minilm_go_profiles.safetensors"]
+    args.out = args.out or "bench/out"
     os.makedirs(args.out, exist_ok=True)
     print(f"scikit-learn {sklearn.__version__}, numpy {np.__version__}; BLAS: "
           + ", ".join(f"{i['internal_api']} {i.get('num_threads')} threads" for i in threadpool_info()))
@@ -97,6 +113,8 @@ def main():
         emb = load_embeddings(emb_path)
         sk_total = 0.0
         for r in report["results"]:
+            if r["group"] not in ("gene", "pair"):
+                continue
             genes, labels, test_fold = load_folds(os.path.join(folds_dir, r["task"] + ".tsv"))
             t0 = time.perf_counter()
             aucs, iters = sklearn_task(emb, genes, labels, test_fold)
@@ -120,6 +138,10 @@ def main():
     print(f"| scikit-learn LogisticRegression(max_iter=1000), fit+predict only | {sk_total:.1f} |")
     print(f"\nbftkit / scikit-learn wall-time ratio: {t_ours / sk_total:.3f} "
           f"(scikit-learn takes {sk_total / t_ours:.2f}x as long)")
+    if worst > TOLERANCE:
+        print(f"DISAGREEMENT: {worst:.4f} > {TOLERANCE}")
+        return 1
+    return 0
 
 
 if __name__ == "__main__":

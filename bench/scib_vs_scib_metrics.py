@@ -11,6 +11,8 @@
 
 Usage: bench/.venv/bin/python bench/scib_vs_scib_metrics.py [--bftkit target/release/bftkit]
        [--cells 20000] [--export DIR]...
+       bench/.venv/bin/python bench/scib_vs_scib_metrics.py --quick   # 1,000 synthetic cells and
+       the fixtures' integration task (seconds, CI)
 scib-metrics computes neighbours with pynndescent (approximate) and clusters with its own JAX
 k-means (one greedy k-means++ start); bftkit uses exact neighbours and the best of 10 seeded
 k-means++ starts. The
@@ -97,7 +99,10 @@ def run_bftkit(bftkit, emb, obs, pre, out):
     return json.load(open(out)), wall
 
 
-def compare(name, ours, theirs):
+def compare(name, ours, theirs, exact_only=False):
+    """Prints the agreement table; whether every metric is within tolerance (with `exact_only`,
+    every exact one: the others' tolerances are calibrated for 20,000 cells, and a handful of
+    cells moves them further)."""
     print(f"\n{name}")
     print(f"| metric | bftkit | scib-metrics | |diff| | tolerance | within | reason |")
     print("|---|---|---|---|---|---|---|")
@@ -106,7 +111,7 @@ def compare(name, ours, theirs):
         a, b = ours[key], theirs.get(row, float("nan"))
         diff = abs(a - b)
         ok = diff <= tol
-        ok_all &= ok
+        ok_all &= ok or (exact_only and tol > 1e-4)
         print(f"| {key} | {a:.4f} | {b:.4f} | {diff:.4f} | {tol:g} | {'yes' if ok else 'NO'} | {why} |")
     return ok_all
 
@@ -117,8 +122,22 @@ def main():
     ap.add_argument("--cells", type=int, default=20000)
     ap.add_argument("--export", action="append", default=[],
                     help="a folder written by `bftkit probe --export-folds` for the integration task")
-    ap.add_argument("--out", default="bench/out/scib")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help="1,000 synthetic cells and the fixtures' integration task (seconds)")
     args = ap.parse_args()
+    if args.quick:
+        import tempfile
+
+        args.out = args.out or tempfile.mkdtemp(prefix="bftkit-bench-")
+        args.cells = 1000
+        export = os.path.join(args.out, "export")
+        subprocess.run([args.bftkit, "probe", "--task", "integration_citeseq_eccite",
+                        "--data", "fixtures/data", "--embeddings", "fixtures/embeddings.tsv",
+                        "--export-folds", export, "--out", os.path.join(args.out, "probe.json")],
+                       check=True, stdout=subprocess.DEVNULL)
+        args.export.append(export)
+    args.out = args.out or "bench/out/scib"
     os.makedirs(args.out, exist_ok=True)
     ok = True
 
@@ -133,7 +152,8 @@ def main():
             f.write(f"{c}\t{l}\t{b}\n")
     ours, t_ours = run_bftkit(args.bftkit, emb, obs, pre_path, os.path.join(args.out, "bftkit.json"))
     theirs, t_theirs = run_scib_metrics(x, pre, labels, batches)
-    ok &= compare(f"synthetic: {args.cells} cells x 30 dims, 10 labels, 3 batches", ours["scores"], theirs)
+    ok &= compare(f"synthetic: {args.cells} cells x 30 dims, 10 labels, 3 batches", ours["scores"],
+                  theirs, exact_only=args.quick)
     print(f"\nwall time: bftkit {t_ours:.1f} s, scib-metrics {t_theirs:.1f} s "
           f"(ratio {t_ours / t_theirs:.3f}; {os.cpu_count()} cores)")
     print("bftkit phases (s):", json.dumps({k: round(v, 2) for k, v in ours["seconds"].items()}))
@@ -154,8 +174,10 @@ def main():
             ours, _ = run_bftkit(args.bftkit, stem + ".scib.safetensors", stem + ".obs.tsv",
                                  stem + ".pre.safetensors", stem + ".bftkit.json")
             theirs, _ = run_scib_metrics(xe, xp, lab, bat)
-            ok &= compare(f"{os.path.basename(stem)}: {len(ids)} rows", ours["scores"], theirs)
-    print("\nALL WITHIN TOLERANCE" if ok else "\nSOME METRICS OUTSIDE TOLERANCE")
+            ok &= compare(f"{os.path.basename(stem)}: {len(ids)} rows", ours["scores"], theirs,
+                          exact_only=args.quick)
+    scope = " (quick: the exact metrics gate)" if args.quick else ""
+    print(("\nALL WITHIN TOLERANCE" if ok else "\nSOME METRICS OUTSIDE TOLERANCE") + scope)
     return 0 if ok else 1
 
 
