@@ -92,6 +92,13 @@ fn matrix_headers_cannot_claim_what_the_file_cannot_hold() {
             .and(contains("has the value -3"))
             .and(contains(">= 0")),
     );
+    // Under `--task all` a corrupt file is an error too, not a task "skipped" with exit 0.
+    common::bftkit_in(dir.path())
+        .args(["probe", "--task", "all", "--data", "fx/data"])
+        .args(["--embeddings", "fx/embeddings.tsv"])
+        .assert()
+        .failure()
+        .stderr(contains("rna_counts.mtx.gz"));
 }
 
 #[test]

@@ -211,7 +211,12 @@ fn resuming_from_a_checkpoint_continues_exactly() {
 #[test]
 fn a_previous_run_is_never_overwritten_or_resumed_by_mistake() {
     let dir = setup("llama");
-    let opts = "--save-every 4 --lora-r 4 --max-steps 8";
+    std::fs::write(
+        dir.path().join("eval.jsonl"),
+        "{\"prompt\": \"the gene\", \"response\": \"is a receptor\"}\n",
+    )
+    .unwrap();
+    let opts = "--save-every 4 --lora-r 4 --max-steps 8 --eval-data eval.jsonl --eval-every 4";
     finetune(&dir, "run", opts).success();
     let run = dir.path().join("run");
     let before = std::fs::read(run.join("adapter_model.safetensors")).unwrap();
@@ -239,13 +244,42 @@ fn a_previous_run_is_never_overwritten_or_resumed_by_mistake() {
     finetune(
         &dir,
         "run",
-        "--save-every 4 --lora-r 4 --max-steps 12 --resume",
+        &format!(
+            "{} --resume",
+            opts.replace("--max-steps 8", "--max-steps 12")
+        ),
     )
     .failure()
     .stderr(contains("max_steps"));
-    // The same run resumes from its newest checkpoint; the report covers the whole run.
+    // Another base model under the same path.
+    let model = dir.path().join("model");
+    std::fs::rename(&model, dir.path().join("llama")).unwrap();
+    common::tiny_model(dir.path(), "qwen2");
+    finetune(&dir, "run", &format!("{opts} --resume"))
+        .failure()
+        .stderr(contains("the base model"));
+    std::fs::remove_dir_all(&model).unwrap();
+    std::fs::rename(dir.path().join("llama"), &model).unwrap();
+    // The same run resumes from its newest checkpoint, whatever a kill left in its logs (a
+    // partial last line, an evaluation missing); the report covers the whole run.
     std::fs::remove_dir_all(run.join("checkpoint-8")).unwrap();
+    let eval_log = run.join("eval_log.jsonl");
+    let evals = std::fs::read_to_string(&eval_log).unwrap();
+    let without_step_4: String = evals
+        .lines()
+        .filter(|l| !l.contains("\"step\":4,"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert_ne!(without_step_4, evals);
+    std::fs::write(&eval_log, without_step_4).unwrap();
+    let mut partial = std::fs::OpenOptions::new()
+        .append(true)
+        .open(run.join("train_log.jsonl"))
+        .unwrap();
+    std::io::Write::write_all(&mut partial, b"{\"step\": 9, \"loss").unwrap();
+    drop(partial);
     finetune(&dir, "run", &format!("{opts} --resume")).success();
+    assert_eq!(std::fs::read_to_string(&eval_log).unwrap(), evals);
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("finetune.json")).unwrap()).unwrap();
     assert_eq!(report["steps"], 8);

@@ -300,6 +300,8 @@ impl TrainHook for CheckpointHook<'_> {
 struct EvalHook {
     file: std::fs::File,
     path: PathBuf,
+    /// Steps already in the log (those a resumed run keeps).
+    logged: std::collections::BTreeSet<usize>,
     samples: Vec<Sample>,
     batch_size: usize,
     every: usize,
@@ -321,9 +323,15 @@ impl EvalHook {
             Some(step) => kept_lines(&path, step, |e: &EvalLog| e.step)?,
             None => String::new(),
         };
+        let logged = kept
+            .lines()
+            .filter_map(|l| serde_json::from_str::<EvalLog>(l).ok())
+            .map(|e| e.step)
+            .collect();
         Ok(Some(Self {
             file: open_log(&path, &kept)?,
             path,
+            logged,
             samples,
             batch_size: opts.train.batch_size,
             every: opts.eval_every,
@@ -346,8 +354,11 @@ impl EvalHook {
 
 impl TrainHook for EvalHook {
     fn start(&mut self, model: &Decoder, resumed_at: usize) -> Result<()> {
-        if resumed_at == 0 {
-            self.evaluate(0, model)?;
+        // A fresh run evaluates the base model; a resumed one the checkpoint's weights when
+        // their evaluation is due but missing (a run killed between the two).
+        let due = resumed_at == 0 || (self.every > 0 && resumed_at.is_multiple_of(self.every));
+        if due && !self.logged.contains(&resumed_at) {
+            self.evaluate(resumed_at, model)?;
         }
         Ok(())
     }
