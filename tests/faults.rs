@@ -290,3 +290,39 @@ fn values_outside_their_range_are_refused_and_empty_texts_are_counted() {
         .success()
         .stdout(contains("embedded 1 of 2 genes").and(contains("EMPTY")));
 }
+
+#[test]
+fn files_that_are_not_tables_are_not_echoed_in_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let secret = "root:$6$c2VjcmV0IGhhc2g=:19000:0:99999:7:::";
+    std::fs::write(
+        dir.path().join("shadow"),
+        format!("{secret}\nbin:*:19000::::::\n"),
+    )
+    .unwrap();
+    common::tiny_model(dir.path(), "bert");
+    // Read as a text table (tab-separated, a header naming `symbol` and `profile`).
+    common::bftkit_in(dir.path())
+        .args([
+            "embed", "--texts", "shadow", "--model", "model", "--out", "e.tsv",
+        ])
+        .assert()
+        .failure()
+        .stderr(
+            contains("shadow")
+                .and(contains("not a table"))
+                .and(contains("root:").not()),
+        );
+    // Read as an embedding table: a long field is not repeated either.
+    let long = "x".repeat(200);
+    std::fs::write(
+        dir.path().join("e.tsv"),
+        format!("TP53\t1\t2\nBRCA1\t{long}\t2\n"),
+    )
+    .unwrap();
+    common::bftkit_in(dir.path())
+        .args(["umap", "--embeddings", "e.tsv", "--out", "u.tsv"])
+        .assert()
+        .failure()
+        .stderr(contains("e.tsv:2").and(contains(&long).not()));
+}

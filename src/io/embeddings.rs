@@ -286,10 +286,13 @@ fn read_delimited(path: &Path, delimiter: u8) -> Result<GeneEmbeddings> {
         for j in 1..record.len() {
             let text = record[j].trim();
             let v: f32 = text.parse().map_err(|_| {
-                anyhow::anyhow!(
-                    "{file}:{line}: column {} value '{text}' is not a number",
-                    j + 1
-                )
+                // A short value is shown (a typo); a long one is not echoed.
+                let shown = if text.chars().count() <= 32 {
+                    format!("value '{text}'")
+                } else {
+                    "a long text".to_string()
+                };
+                anyhow::anyhow!("{file}:{line}: column {} {shown} is not a number", j + 1)
             })?;
             if !v.is_finite() {
                 bail!(

@@ -90,6 +90,26 @@ impl Table {
         })
     }
 
+    /// The header for an error message: its names when it looks like one (two or more short
+    /// names), else only what is wrong — a file that is not a table of this kind (a single
+    /// column: the delimiter never occurs) is never echoed.
+    fn describe_header(&self) -> String {
+        let plausible =
+            self.header.len() >= 2 && self.header.iter().all(|h| h.chars().count() <= 64);
+        if plausible {
+            let shown: Vec<&str> = self.header.iter().take(30).map(String::as_str).collect();
+            let more = if self.header.len() > 30 { ", ..." } else { "" };
+            format!("header: {}{more}", shown.join(", "))
+        } else if self.header.len() < 2 {
+            "its first line has a single field: not a table with this delimiter".to_string()
+        } else {
+            format!(
+                "its first line has {} fields, not a header of names",
+                self.header.len()
+            )
+        }
+    }
+
     /// Position of a column, with an error listing the header when it is absent.
     pub(crate) fn column(&self, col: &ColumnRef) -> Result<usize> {
         let width = self.header.len().max(self.rows[0].1.len());
@@ -98,9 +118,9 @@ impl Table {
             ColumnRef::Name(name) => match self.header.iter().position(|h| h == name) {
                 Some(i) => Ok(i),
                 None => bail!(
-                    "{}: no column '{name}' (header: {})",
+                    "{}: no column '{name}' ({})",
                     self.path.display(),
-                    self.header.join(", ")
+                    self.describe_header()
                 ),
             },
             ColumnRef::Index(i) => bail!(
