@@ -202,8 +202,25 @@ impl GeneEmbeddings {
         let mut meta = HashMap::new();
         meta.insert("gene_ids".to_string(), serde_json::to_string(&self.ids)?);
         meta.insert("source".to_string(), self.source.clone());
-        Ok(safetensors::serialize([("embeddings", view)], Some(meta))?)
+        canonical_header(safetensors::serialize([("embeddings", view)], Some(meta))?)
     }
+}
+
+/// A safetensors file with its JSON header's keys sorted: the crate writes the metadata in hash
+/// map order, which changes from run to run, so the same embeddings would get different bytes
+/// (and a different SHA-256 in the results). The data offsets are relative to the header's end,
+/// so only the header (padded to 8 bytes, as the format asks) is rewritten.
+fn canonical_header(bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8-byte length")) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n])?;
+    // serde_json's map is ordered by key (no `preserve_order` feature).
+    let mut text = serde_json::to_string(&header)?.into_bytes();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }
 
 /// SHA-256 of a file's bytes, hex-encoded: identifies exactly which embeddings a result used.
@@ -433,6 +450,9 @@ mod tests {
         }
         let back = GeneEmbeddings::read(&dir.path().join("x.safetensors")).unwrap();
         assert_eq!(back.source, "test");
+        // The same set gives the same bytes, whatever the order of the metadata's hash map.
+        let bytes = e.to_safetensors().unwrap();
+        assert!((0..20).all(|_| e.to_safetensors().unwrap() == bytes));
     }
 
     #[test]
