@@ -75,22 +75,26 @@ pub fn greedy(
     Ok(out.into_iter().map(|g| g.expect("every prompt")).collect())
 }
 
-/// Greedy decoding of one left-padded batch.
-fn greedy_batch(
-    model: &Decoder,
-    prompts: &[&[u32]],
-    opts: &GenerateOptions,
-) -> Result<Vec<Generated>> {
-    let device = model.device();
-    let b = prompts.len();
-    let l = prompts.iter().map(|p| p.len()).max().unwrap_or(0);
-    let pads: Vec<usize> = prompts.iter().map(|p| l - p.len()).collect();
+/// A batch of token sequences padded on the left to a common length `l`, for
+/// [`Decoder::forward_cached`]: ids (b·l, padding 0), rotary positions counting real tokens
+/// only, and the prefill mask (b, 1, l, l) — causal over real tokens, a padding query seeing only
+/// itself (so no row of scores is all −inf). Every row's last token is in the last column.
+pub(crate) struct LeftPadded {
+    pub l: usize,
+    pub pads: Vec<usize>,
+    pub ids: Vec<u32>,
+    pub pos: Vec<u32>,
+    pub mask: Vec<f32>,
+}
+
+pub(crate) fn left_padded(rows: &[&[u32]]) -> LeftPadded {
+    let b = rows.len();
+    let l = rows.iter().map(|p| p.len()).max().unwrap_or(0);
+    let pads: Vec<usize> = rows.iter().map(|p| l - p.len()).collect();
     let mut ids = vec![0u32; b * l];
     let mut pos = vec![0u32; b * l];
-    // Prefill mask (b, 1, l, l): causal over real tokens; a padding query sees only itself, so no
-    // row of scores is all -inf.
     let mut mask = vec![f32::NEG_INFINITY; b * l * l];
-    for (r, p) in prompts.iter().enumerate() {
+    for (r, p) in rows.iter().enumerate() {
         ids[r * l + pads[r]..(r + 1) * l].copy_from_slice(p);
         for j in pads[r]..l {
             pos[r * l + j] = (j - pads[r]) as u32;
@@ -103,6 +107,30 @@ fn greedy_batch(
             }
         }
     }
+    LeftPadded {
+        l,
+        pads,
+        ids,
+        pos,
+        mask,
+    }
+}
+
+/// Greedy decoding of one left-padded batch.
+fn greedy_batch(
+    model: &Decoder,
+    prompts: &[&[u32]],
+    opts: &GenerateOptions,
+) -> Result<Vec<Generated>> {
+    let device = model.device();
+    let b = prompts.len();
+    let LeftPadded {
+        l,
+        pads,
+        ids,
+        pos,
+        mask,
+    } = left_padded(prompts);
     let dtype = model.dtype();
     let mut cache = KvCache::default();
     let mut hidden = model.forward_cached(
