@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::embed::{Backend, EmbedJob, EncodeOptions, Pooling, TextSource};
+use crate::eval::knowledge::{Benchmark, KnowledgeOptions};
 use crate::eval::probe::logreg::LogisticRegression;
 use crate::eval::probe::{PairFeature, Solver};
 use crate::eval::scib_files::{AnnotationColumns, ScibFiles};
@@ -57,6 +58,10 @@ pub(super) enum Command {
     Finetune(FinetuneArgs),
     /// Have a (fine-tuned) decoder write a profile for each gene (greedy, KV cache, batched).
     Describe(DescribeArgs),
+    /// Score a decoder (base, or with tuned adapters) on multiple-choice knowledge benchmarks
+    /// (MMLU, MedQA, MedMCQA, PubMedQA) as lm-evaluation-harness does: what it knows of
+    /// medicine, and what general knowledge it kept.
+    Knowledge(KnowledgeArgs),
     /// Build gene-profile SFT data (train.jsonl, test.jsonl) from gene texts, split by gene.
     SftData(SftDataArgs),
     /// Show how a loss variant weighs a dataset under a model's own probabilities, and which
@@ -526,6 +531,64 @@ pub(super) struct ReportArgs {
     /// Output folder for index.html, the PNGs and the merged results.json.
     #[arg(long, default_value = crate::viz::report::COMBINED_DIR)]
     pub out: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub(super) struct KnowledgeArgs {
+    /// Base model: a Hugging Face folder or a GGUF file (or a folder holding one).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// A `bftkit finetune` output folder with LoRA adapters to apply.
+    #[arg(long)]
+    pub adapter: Option<PathBuf>,
+    /// Benchmarks, comma-separated.
+    #[arg(long = "bench", value_enum, value_delimiter = ',', default_values_t = KnowledgeOptions::default().benchmarks)]
+    pub benchmarks: Vec<Benchmark>,
+    /// Few-shot examples for MMLU, from its dev split (0 to 5); the others are zero-shot.
+    #[arg(long, default_value_t = KnowledgeOptions::default().shots)]
+    pub shots: usize,
+    /// Wrap each prompt in a chat template (one user turn, then the assistant header)
+    /// [default: plain text, as the harness].
+    #[arg(long, value_enum)]
+    pub chat_template: Option<ChatTemplate>,
+    /// The first N questions of each subject (MMLU subjects, MedMCQA's subject_name; MedQA and
+    /// PubMedQA are one subject each), for quick runs.
+    #[arg(long, value_name = "N")]
+    pub limit: Option<usize>,
+    /// Forward rows per batch.
+    #[arg(long, default_value_t = KnowledgeOptions::default().batch_size)]
+    pub batch_size: usize,
+    /// Longest row in tokens (and at most the model's positions); longer prompts are cut on the
+    /// left.
+    #[arg(long, default_value_t = KnowledgeOptions::default().max_len)]
+    pub max_len: usize,
+    /// Output JSON: accuracies, intervals, views, and every question's label log-probabilities.
+    #[arg(long, default_value = "knowledge.json")]
+    pub out: PathBuf,
+    /// Data folder holding mcq/ [default: $BFTKIT_DATA, else ./data, else the built-in synthetic
+    /// fixtures].
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+impl KnowledgeArgs {
+    pub(super) fn options(&self, data: &std::path::Path) -> KnowledgeOptions {
+        KnowledgeOptions {
+            model: self.model.clone(),
+            adapter: self.adapter.clone(),
+            data: data.to_path_buf(),
+            benchmarks: self.benchmarks.clone(),
+            shots: self.shots,
+            template: self.chat_template,
+            limit: self.limit,
+            batch_size: self.batch_size,
+            max_len: self.max_len,
+            device: self.device.device,
+            precision: self.device.dtype,
+        }
+    }
 }
 
 /// The gene-profile prompt (`describe`, `sft-data`).

@@ -4,8 +4,8 @@
 use anyhow::Result;
 
 use super::args::{
-    DataArgs, DescribeArgs, EmbedArgs, FinetuneArgs, FixturesArgs, LossCmdArgs, ProbeArgs,
-    ReportArgs, RunArgs, ScibArgs, SftDataArgs, UmapArgs, WeightsArgs,
+    DataArgs, DescribeArgs, EmbedArgs, FinetuneArgs, FixturesArgs, KnowledgeArgs, LossCmdArgs,
+    ProbeArgs, ReportArgs, RunArgs, ScibArgs, SftDataArgs, UmapArgs, WeightsArgs,
 };
 use super::{print, progress};
 use crate::io::texts::read_gene_list;
@@ -138,6 +138,26 @@ pub(super) fn describe(args: DescribeArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     print::described(&report, &args.out, &generate::report_path(&args.out));
+    Ok(())
+}
+
+pub(super) fn knowledge(args: KnowledgeArgs) -> Result<()> {
+    use crate::eval::knowledge;
+    let data = crate::pipeline::DataFolder::resolve(args.data.as_deref())?;
+    if data.fixtures {
+        eprintln!(
+            "note: no data folder (--data, $BFTKIT_DATA or ./data): using the built-in synthetic \
+             benchmark files (made-up questions; only the formats are real)"
+        );
+    }
+    let bar = progress::bar(0, "rows", "{elapsed}");
+    let report = knowledge::knowledge(&args.options(&data.path), |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    })?;
+    bar.finish_and_clear();
+    knowledge::write_report(&report, &args.out)?;
+    print::knowledge(&report, &args.out);
     Ok(())
 }
 

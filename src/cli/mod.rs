@@ -25,6 +25,7 @@ pub fn main() -> Result<()> {
         Command::Embed(a) => commands::embed(a),
         Command::Finetune(a) => commands::finetune(a),
         Command::Describe(a) => commands::describe(a),
+        Command::Knowledge(a) => commands::knowledge(a),
         Command::SftData(a) => commands::sft_data(a),
         Command::Weights(a) => commands::weights(a),
         Command::Loss(a) => commands::loss(a),

@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::embed::EmbedReport;
+use crate::eval::knowledge::KnowledgeReport;
 use crate::eval::result::ProbeReport;
 use crate::eval::task::TaskSet;
 use crate::model::generate::DescribeReport;
@@ -145,6 +146,36 @@ pub(super) fn finetuned(report: &FinetuneReport, out: &Path) {
         report.without_response,
         report.first_loss,
         report.last_loss
+    );
+    println!("wrote {}", out.display());
+}
+
+/// What `bftkit knowledge` measured: a line per benchmark and MMLU view.
+pub(super) fn knowledge(report: &KnowledgeReport, out: &Path) {
+    println!(
+        "{:<14} {:>6}  {:>8}  {:>15}  {:>8}  {:>6}",
+        "benchmark", "n", "accuracy", "95% interval", "macro", "chance"
+    );
+    for g in &report.groups {
+        println!(
+            "{:<14} {:>6}  {:>8.4}  [{:.4}, {:.4}]  {:>8.4}  {:>6.3}",
+            g.name,
+            g.overall.n,
+            g.overall.accuracy,
+            g.overall.ci95[0],
+            g.overall.ci95[1],
+            g.macro_accuracy,
+            g.chance
+        );
+    }
+    println!(
+        "{} questions, {} shots, {} tokens in {:.1} s; {} prompts cut to {} tokens",
+        report.questions.len(),
+        report.shots,
+        report.tokens,
+        report.seconds,
+        report.truncated,
+        report.max_len
     );
     println!("wrote {}", out.display());
 }

@@ -8,6 +8,7 @@
 
 pub mod coverage;
 pub mod kinds;
+pub mod knowledge;
 pub mod metric;
 pub mod probe;
 pub mod result;
