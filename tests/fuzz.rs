@@ -711,3 +711,58 @@ fn results_files() {
         ReportData::read_all(&[PathBuf::from(p)]).map(|_| ())
     });
 }
+
+#[test]
+fn knowledge_benchmarks() {
+    use bftkit::eval::knowledge::{bench::read_mmlu_dev, Benchmark};
+    let fixtures = tempfile::tempdir().unwrap();
+    bftkit::fixtures::write(fixtures.path()).unwrap();
+    let mcq = fixtures.path().join("data/mcq");
+    let seed = |file: &str| std::fs::read(mcq.join(file)).unwrap();
+    // The benchmark readers take the data folder: the case file sits at its place under mcq/.
+    let root = |p: &Path| p.ancestors().nth(3).unwrap().to_path_buf();
+    let lines = |rng: &mut ChaCha8Rng| -> Vec<u8> {
+        (0..rng.random_range(1..4))
+            .map(|_| json_value(rng, 0).to_string() + "\n")
+            .collect::<String>()
+            .into_bytes()
+    };
+    for (format, file, bench) in [
+        ("mcq_mmlu", "mmlu_test/anatomy_test.csv", Benchmark::Mmlu),
+        (
+            "mcq_medqa",
+            "medqa_usmle/phrases_no_exclude_test.jsonl",
+            Benchmark::Medqa,
+        ),
+        ("mcq_medmcqa", "medmcqa/dev.json", Benchmark::Medmcqa),
+    ] {
+        let generate: &Generator<'_> = &lines;
+        fuzz(
+            format,
+            &format!("mcq/{file}"),
+            &[seed(file)],
+            (bench != Benchmark::Mmlu).then_some(generate),
+            &|p| bench.read(&root(p)).map(|_| ()),
+        );
+    }
+    fuzz(
+        "mcq_mmlu_dev",
+        "mcq/mmlu_dev/anatomy_dev.csv",
+        &[seed("mmlu_dev/anatomy_dev.csv")],
+        None,
+        &|p| read_mmlu_dev(&root(p)).map(|_| ()),
+    );
+    // PubMedQA: the questions file is fuzzed, the test ids beside it are the fixtures'.
+    let truth = seed("pubmedqa/test_ground_truth.json");
+    let generate = |rng: &mut ChaCha8Rng| json_value(rng, 0).to_string().into_bytes();
+    fuzz(
+        "mcq_pubmedqa",
+        "mcq/pubmedqa/ori_pqal.json",
+        &[seed("pubmedqa/ori_pqal.json")],
+        Some(&generate),
+        &|p| {
+            std::fs::write(p.with_file_name("test_ground_truth.json"), &truth).unwrap();
+            Benchmark::Pubmedqa.read(&root(p)).map(|_| ())
+        },
+    );
+}
