@@ -621,7 +621,8 @@ pub(super) struct DescribeArgs {
     /// Tokens each profile may have at most.
     #[arg(long, default_value_t = DescribeOptions::default().max_new_tokens)]
     pub max_new_tokens: usize,
-    /// Prompts decoded together.
+    /// Sequences decoded together; a finished one frees its slot for the next prompt
+    /// (continuous batching).
     #[arg(long, default_value_t = DescribeOptions::default().batch_size)]
     pub batch_size: usize,
     #[command(flatten)]

@@ -493,6 +493,75 @@ pub struct KvCache {
     layers: Vec<Option<(Tensor, Tensor)>>,
 }
 
+/// Row surgery for continuous batching: rows (sequences) leave and join a running batch. Every
+/// layer's keys and values are (b, kv, t, d); a row shorter than the batch is padded on the
+/// left with zeros, which the caller masks.
+impl KvCache {
+    /// The cached positions (t), 0 when empty.
+    pub(crate) fn len(&self) -> Result<usize> {
+        match self.layers.first() {
+            Some(Some((k, _))) => k.dim(2),
+            _ => Ok(0),
+        }
+    }
+
+    /// Keeps the rows `keep` (in that order); an empty `keep` empties the cache.
+    pub(crate) fn keep_rows(&mut self, keep: &[u32]) -> Result<()> {
+        if keep.is_empty() {
+            self.layers.clear();
+            return Ok(());
+        }
+        for layer in self.layers.iter_mut().flatten() {
+            let idx = Tensor::new(keep, layer.0.device())?;
+            *layer = (
+                layer.0.index_select(&idx, 0)?,
+                layer.1.index_select(&idx, 0)?,
+            );
+        }
+        Ok(())
+    }
+
+    /// Drops the first `n` positions of every row (columns every row masks).
+    pub(crate) fn drop_front(&mut self, n: usize) -> Result<()> {
+        if n == 0 {
+            return Ok(());
+        }
+        for layer in self.layers.iter_mut().flatten() {
+            let t = layer.0.dim(2)?;
+            *layer = (layer.0.narrow(2, n, t - n)?, layer.1.narrow(2, n, t - n)?);
+        }
+        Ok(())
+    }
+
+    /// Appends the rows of `other` below this cache's, padding the shorter of the two on the
+    /// left to the longer's length; returns the columns added in front of (this cache's rows,
+    /// `other`'s rows).
+    pub(crate) fn append_rows(&mut self, other: KvCache) -> Result<(usize, usize)> {
+        let (mine, theirs) = (self.len()?, other.len()?);
+        if self.layers.is_empty() {
+            *self = other;
+            return Ok((0, 0));
+        }
+        let t = mine.max(theirs);
+        let pad = |x: &Tensor, n: usize| -> Result<Tensor> {
+            if n == 0 {
+                return Ok(x.clone());
+            }
+            let (b, h, _, d) = x.dims4()?;
+            let zeros = Tensor::zeros((b, h, n, d), x.dtype(), x.device())?;
+            Tensor::cat(&[&zeros, x], 2)
+        };
+        for (a, b) in self.layers.iter_mut().zip(other.layers) {
+            if let (Some(a), Some(b)) = (a.as_mut(), b) {
+                let k = Tensor::cat(&[&pad(&a.0, t - mine)?, &pad(&b.0, t - theirs)?], 0)?;
+                let v = Tensor::cat(&[&pad(&a.1, t - mine)?, &pad(&b.1, t - theirs)?], 0)?;
+                *a = (k, v);
+            }
+        }
+        Ok((t - mine, t - theirs))
+    }
+}
+
 fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
     if n == 1 {
         return Ok(x);

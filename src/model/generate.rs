@@ -1,9 +1,11 @@
 //! Text generation: batched greedy decoding with a KV cache, and `bftkit describe`, where the
 //! (tuned) model writes one profile per gene with the gene-profile prompt (`chat`).
 //!
-//! Prompts of a batch are padded on the left, so every row's next token sits in the last column;
-//! the padding is masked out of attention and rotary positions count real tokens only, so a
-//! prompt decodes the same alone or in any batch. Greedy decoding (temperature 0, as the authors)
+//! Decoding is continuously batched: up to `batch_size` sequences step together, and a finished
+//! one leaves at once, its slot taken by the next prompt (prefilled, then joining the running
+//! batch). Rows are padded on the left, so every row's next token sits in the last column; the
+//! padding is masked out of attention and rotary positions count real tokens only, so a prompt
+//! decodes the same alone or in any batch. Greedy decoding (temperature 0, as the authors)
 //! makes the output deterministic: there is no seed to record.
 
 use std::path::{Path, PathBuf};
@@ -27,6 +29,7 @@ use super::weights::load_pretrained;
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     pub max_new_tokens: usize,
+    /// Sequences decoded together (the running batch's slots).
     pub batch_size: usize,
     /// Generation of a row ends at the first of these (not included in the output).
     pub stop: Vec<u32>,
@@ -40,25 +43,21 @@ pub struct Generated {
     pub stopped: bool,
 }
 
-/// Greedy continuations of every prompt, in input order. Prompts are grouped by length into
-/// batches of `batch_size`; `on_batch` sees how many prompts are done.
+/// Greedy continuations of every prompt, in input order, by continuous batching: at most
+/// `batch_size` sequences decode together, and a finished one frees its slot for the next
+/// prompt (prompts taken longest first), so a few long profiles do not hold a whole batch back.
+/// `on_done` sees how many prompts are finished.
 pub fn greedy(
     model: &Decoder,
     prompts: &[Vec<u32>],
     opts: &GenerateOptions,
-    mut on_batch: impl FnMut(usize),
+    mut on_done: impl FnMut(usize),
 ) -> Result<Vec<Generated>> {
     if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
         bail!("prompt {i} is empty");
     }
     let limit = model.config.max_position_embeddings;
-    let mut order: Vec<usize> = (0..prompts.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
-    let mut out = vec![None; prompts.len()];
-    let mut done = 0;
-    for chunk in order.chunks(opts.batch_size.max(1)) {
-        let batch: Vec<&[u32]> = chunk.iter().map(|&i| prompts[i].as_slice()).collect();
-        let longest = batch[0].len();
+    if let Some(longest) = prompts.iter().map(Vec::len).max() {
         if longest.saturating_add(opts.max_new_tokens) > limit {
             bail!(
                 "a prompt of {longest} tokens plus {} new tokens exceeds the model's {limit} \
@@ -66,13 +65,184 @@ pub fn greedy(
                 opts.max_new_tokens
             );
         }
-        for (g, &i) in greedy_batch(model, &batch, opts)?.into_iter().zip(chunk) {
-            out[i] = Some(g);
+    }
+    let mut out: Vec<Option<Generated>> = vec![None; prompts.len()];
+    if opts.max_new_tokens == 0 {
+        on_done(prompts.len());
+        return Ok(vec![
+            Generated {
+                tokens: Vec::new(),
+                stopped: false
+            };
+            prompts.len()
+        ]);
+    }
+    let mut order: Vec<usize> = (0..prompts.len()).collect();
+    order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
+    let mut queue = order.into_iter();
+    let mut batch = Batch::default();
+    let mut done = 0;
+    loop {
+        let free = opts.batch_size.max(1).saturating_sub(batch.slots.len());
+        let joining: Vec<usize> = queue.by_ref().take(free).collect();
+        if !joining.is_empty() {
+            batch.join(model, prompts, &joining, opts)?;
+        } else if batch.slots.is_empty() {
+            break;
+        } else {
+            batch.step(model, opts)?;
         }
-        done += chunk.len();
-        on_batch(done);
+        for (i, g) in batch.take_finished()? {
+            out[i] = Some(g);
+            done += 1;
+            on_done(done);
+        }
     }
     Ok(out.into_iter().map(|g| g.expect("every prompt")).collect())
+}
+
+/// One sequence decoding in the running batch.
+struct Slot {
+    prompt: usize,
+    /// Masked columns in front of this row in the cache.
+    pad: usize,
+    /// Real tokens in the cache (the next position).
+    len: usize,
+    /// The latest token chosen, to be fed next.
+    last: u32,
+    out: Generated,
+    finished: bool,
+}
+
+impl Slot {
+    /// Takes the model's choice of next token: the end at a stop token or the length limit.
+    fn choose(&mut self, token: u32, opts: &GenerateOptions) {
+        if opts.stop.contains(&token) {
+            self.out.stopped = true;
+            self.finished = true;
+            return;
+        }
+        self.out.tokens.push(token);
+        self.last = token;
+        self.finished = self.out.tokens.len() >= opts.max_new_tokens;
+    }
+}
+
+/// The running batch: its sequences and their shared KV cache (one row per slot, every row
+/// padded on the left to the cache's length).
+#[derive(Default)]
+struct Batch {
+    slots: Vec<Slot>,
+    cache: KvCache,
+}
+
+impl Batch {
+    /// Prefills the prompts `joining` (one left-padded forward pass), takes their first tokens
+    /// and adds them to the batch.
+    fn join(
+        &mut self,
+        model: &Decoder,
+        prompts: &[Vec<u32>],
+        joining: &[usize],
+        opts: &GenerateOptions,
+    ) -> Result<()> {
+        let rows: Vec<&[u32]> = joining.iter().map(|&i| prompts[i].as_slice()).collect();
+        let b = rows.len();
+        let LeftPadded {
+            l,
+            pads,
+            ids,
+            pos,
+            mask,
+        } = left_padded(&rows);
+        let device = model.device();
+        let mut cache = KvCache::default();
+        let hidden = model.forward_cached(
+            &Tensor::from_vec(ids, (b, l), device)?,
+            &pos,
+            &Tensor::from_vec(mask, (b, 1, l, l), device)?.to_dtype(model.dtype())?,
+            &mut cache,
+        )?;
+        let next = next_tokens(model, &hidden)?;
+        let (front_old, front_new) = self.cache.append_rows(cache)?;
+        for s in &mut self.slots {
+            s.pad += front_old;
+        }
+        for (k, &i) in joining.iter().enumerate() {
+            let mut slot = Slot {
+                prompt: i,
+                pad: pads[k] + front_new,
+                len: prompts[i].len(),
+                last: 0,
+                out: Generated {
+                    tokens: Vec::new(),
+                    stopped: false,
+                },
+                finished: false,
+            };
+            slot.choose(next[k], opts);
+            self.slots.push(slot);
+        }
+        Ok(())
+    }
+
+    /// Feeds every slot's latest token and takes the next.
+    fn step(&mut self, model: &Decoder, opts: &GenerateOptions) -> Result<()> {
+        let device = model.device();
+        let b = self.slots.len();
+        let keys = self.cache.len()? + 1;
+        let mut mask = vec![0f32; b * keys];
+        for (r, s) in self.slots.iter().enumerate() {
+            mask[r * keys..r * keys + s.pad].fill(f32::NEG_INFINITY);
+        }
+        let ids: Vec<u32> = self.slots.iter().map(|s| s.last).collect();
+        let pos: Vec<u32> = self.slots.iter().map(|s| s.len as u32).collect();
+        let hidden = model.forward_cached(
+            &Tensor::from_vec(ids, (b, 1), device)?,
+            &pos,
+            &Tensor::from_vec(mask, (b, 1, 1, keys), device)?.to_dtype(model.dtype())?,
+            &mut self.cache,
+        )?;
+        let next = next_tokens(model, &hidden)?;
+        for (s, t) in self.slots.iter_mut().zip(next) {
+            s.len += 1;
+            s.choose(t, opts);
+        }
+        Ok(())
+    }
+
+    /// Removes the finished sequences (their rows leave the cache) and drops cache columns no
+    /// remaining row reads.
+    fn take_finished(&mut self) -> Result<Vec<(usize, Generated)>> {
+        if self.slots.iter().all(|s| !s.finished) {
+            return Ok(Vec::new());
+        }
+        let keep: Vec<u32> = (0..self.slots.len() as u32)
+            .filter(|&r| !self.slots[r as usize].finished)
+            .collect();
+        self.cache.keep_rows(&keep)?;
+        let (finished, kept): (Vec<Slot>, Vec<Slot>) = std::mem::take(&mut self.slots)
+            .into_iter()
+            .partition(|s| s.finished);
+        self.slots = kept;
+        let front = self.slots.iter().map(|s| s.pad).min().unwrap_or(0);
+        self.cache.drop_front(front)?;
+        for s in &mut self.slots {
+            s.pad -= front;
+        }
+        Ok(finished.into_iter().map(|s| (s.prompt, s.out)).collect())
+    }
+}
+
+/// The greedy next token of every row, from the last position's logits.
+fn next_tokens(model: &Decoder, hidden: &Tensor) -> Result<Vec<u32>> {
+    let t = hidden.dim(1)?;
+    Ok(model
+        .logits(&hidden.narrow(1, t - 1, 1)?)?
+        .to_dtype(DType::F32)?
+        .argmax(D::Minus1)?
+        .flatten_all()?
+        .to_vec1()?)
 }
 
 /// A batch of token sequences padded on the left to a common length `l`, for
@@ -114,79 +284,6 @@ pub(crate) fn left_padded(rows: &[&[u32]]) -> LeftPadded {
         pos,
         mask,
     }
-}
-
-/// Greedy decoding of one left-padded batch.
-fn greedy_batch(
-    model: &Decoder,
-    prompts: &[&[u32]],
-    opts: &GenerateOptions,
-) -> Result<Vec<Generated>> {
-    let device = model.device();
-    let b = prompts.len();
-    let LeftPadded {
-        l,
-        pads,
-        ids,
-        pos,
-        mask,
-    } = left_padded(prompts);
-    let dtype = model.dtype();
-    let mut cache = KvCache::default();
-    let mut hidden = model.forward_cached(
-        &Tensor::from_vec(ids, (b, l), device)?,
-        &pos,
-        &Tensor::from_vec(mask, (b, 1, l, l), device)?.to_dtype(dtype)?,
-        &mut cache,
-    )?;
-    let mut out: Vec<Generated> = vec![
-        Generated {
-            tokens: Vec::new(),
-            stopped: false,
-        };
-        b
-    ];
-    let mut active = vec![true; b];
-    for k in 0..opts.max_new_tokens {
-        let t = hidden.dim(1)?;
-        let last = hidden.narrow(1, t - 1, 1)?;
-        let next: Vec<u32> = model
-            .logits(&last)?
-            .to_dtype(DType::F32)?
-            .argmax(D::Minus1)?
-            .flatten_all()?
-            .to_vec1()?;
-        for r in 0..b {
-            if !active[r] {
-                continue;
-            }
-            if opts.stop.contains(&next[r]) {
-                out[r].stopped = true;
-                active[r] = false;
-            } else {
-                out[r].tokens.push(next[r]);
-            }
-        }
-        if !active.iter().any(|&a| a) || k + 1 == opts.max_new_tokens {
-            break;
-        }
-        // Feed the new tokens (finished rows too; their output is no longer read).
-        let keys = l + k + 1;
-        let mut mask = vec![0f32; b * keys];
-        for r in 0..b {
-            for j in 0..pads[r] {
-                mask[r * keys + j] = f32::NEG_INFINITY;
-            }
-        }
-        let pos: Vec<u32> = prompts.iter().map(|p| (p.len() + k) as u32).collect();
-        hidden = model.forward_cached(
-            &Tensor::from_vec(next, (b, 1), device)?,
-            &pos,
-            &Tensor::from_vec(mask, (b, 1, 1, keys), device)?.to_dtype(dtype)?,
-            &mut cache,
-        )?;
-    }
-    Ok(out)
 }
 
 /// A decoder (and its tokenizer) from a model path, with saved LoRA adapters applied when
@@ -337,7 +434,7 @@ pub fn describe(
         template: opts.template,
         system: opts.system.clone(),
         user: opts.user.clone(),
-        decoding: "greedy (temperature 0), KV cache".into(),
+        decoding: "greedy (temperature 0), KV cache, continuous batching".into(),
         max_new_tokens: opts.max_new_tokens,
         batch_size: opts.batch_size,
         genes: genes.len(),
@@ -447,6 +544,55 @@ mod tests {
                 ..opts
             };
             assert_eq!(greedy(&model, &prompts, &one, |_| {}).unwrap(), got);
+        }
+    }
+
+    /// Sequences that end at different steps leave the batch and others join mid-way; every
+    /// prompt still gets exactly its own greedy continuation, whatever the batch size.
+    #[test]
+    fn continuous_batching_matches_each_prompt_decoded_alone() {
+        let (_dir, model) = tiny("qwen2");
+        let prompts: Vec<Vec<u32>> = vec![
+            vec![5, 9, 3],
+            vec![17, 2, 33, 8, 8, 11, 30],
+            vec![1],
+            vec![22, 23, 24, 25, 6],
+            vec![12, 14],
+            vec![3, 3, 3, 3, 3, 3, 3, 3, 3, 3],
+            vec![7, 31, 2, 19],
+        ];
+        let n = 12;
+        let full: Vec<Vec<u32>> = prompts.iter().map(|p| naive(&model, p, n)).collect();
+        // Stop tokens that end some continuations early, at different steps.
+        let stop: Vec<u32> = vec![full[0][3], full[1][6], full[3][1]];
+        let want: Vec<Generated> = full
+            .iter()
+            .map(|f| match f.iter().position(|t| stop.contains(t)) {
+                Some(cut) => Generated {
+                    tokens: f[..cut].to_vec(),
+                    stopped: true,
+                },
+                None => Generated {
+                    tokens: f.clone(),
+                    stopped: false,
+                },
+            })
+            .collect();
+        let lengths: Vec<usize> = want.iter().map(|g| g.tokens.len()).collect();
+        assert!(
+            lengths.iter().any(|&l| l < 4) && lengths.contains(&n),
+            "{lengths:?}"
+        );
+        for batch_size in [1, 2, 3, 8] {
+            let opts = GenerateOptions {
+                max_new_tokens: n,
+                batch_size,
+                stop: stop.clone(),
+            };
+            let mut seen = Vec::new();
+            let got = greedy(&model, &prompts, &opts, |d| seen.push(d)).unwrap();
+            assert_eq!(got, want, "batch size {batch_size}");
+            assert_eq!(seen, (1..=prompts.len()).collect::<Vec<_>>());
         }
     }
 
