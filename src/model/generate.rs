@@ -53,6 +53,26 @@ pub fn greedy(
     opts: &GenerateOptions,
     mut on_done: impl FnMut(usize),
 ) -> Result<Vec<Generated>> {
+    let mut out: Vec<Option<Generated>> = vec![None; prompts.len()];
+    let mut done = 0;
+    greedy_each(model, prompts, opts, |i, g| {
+        out[i] = Some(g.clone());
+        done += 1;
+        on_done(done);
+        Ok(())
+    })?;
+    Ok(out.into_iter().map(|g| g.expect("every prompt")).collect())
+}
+
+/// [`greedy`], handing each prompt's continuation to `on_finished(prompt index, continuation)`
+/// as soon as it is finished (in order of completion), so a caller can save work as it goes; an
+/// error from `on_finished` stops decoding.
+pub fn greedy_each(
+    model: &Decoder,
+    prompts: &[Vec<u32>],
+    opts: &GenerateOptions,
+    mut on_finished: impl FnMut(usize, &Generated) -> Result<()>,
+) -> Result<()> {
     if let Some(i) = prompts.iter().position(|p| p.is_empty()) {
         bail!("prompt {i} is empty");
     }
@@ -66,22 +86,20 @@ pub fn greedy(
             );
         }
     }
-    let mut out: Vec<Option<Generated>> = vec![None; prompts.len()];
     if opts.max_new_tokens == 0 {
-        on_done(prompts.len());
-        return Ok(vec![
-            Generated {
-                tokens: Vec::new(),
-                stopped: false
-            };
-            prompts.len()
-        ]);
+        let empty = Generated {
+            tokens: Vec::new(),
+            stopped: false,
+        };
+        for i in 0..prompts.len() {
+            on_finished(i, &empty)?;
+        }
+        return Ok(());
     }
     let mut order: Vec<usize> = (0..prompts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(prompts[i].len()));
     let mut queue = order.into_iter();
     let mut batch = Batch::default();
-    let mut done = 0;
     loop {
         let free = opts.batch_size.max(1).saturating_sub(batch.slots.len());
         let joining: Vec<usize> = queue.by_ref().take(free).collect();
@@ -93,12 +111,10 @@ pub fn greedy(
             batch.step(model, opts)?;
         }
         for (i, g) in batch.take_finished()? {
-            out[i] = Some(g);
-            done += 1;
-            on_done(done);
+            on_finished(i, &g)?;
         }
     }
-    Ok(out.into_iter().map(|g| g.expect("every prompt")).collect())
+    Ok(())
 }
 
 /// One sequence decoding in the running batch.
@@ -380,8 +396,32 @@ pub struct DescribeReport {
 pub fn describe(
     genes: &[String],
     opts: &DescribeOptions,
-    on_batch: impl FnMut(usize),
+    mut on_batch: impl FnMut(usize),
 ) -> Result<(Vec<(String, String)>, DescribeReport)> {
+    let mut texts: Vec<Option<String>> = vec![None; genes.len()];
+    let mut done = 0;
+    let report = describe_each(genes, opts, |i, text, _| {
+        texts[i] = Some(text.to_string());
+        done += 1;
+        on_batch(done);
+        Ok(())
+    })?;
+    let profiles = genes
+        .iter()
+        .zip(texts)
+        .map(|(g, t)| (g.clone(), t.expect("every gene")))
+        .collect();
+    Ok((profiles, report))
+}
+
+/// [`describe`], handing each profile to `on_profile(gene index, one-line text, its tokens)` as
+/// soon as it is written (in order of completion), so a caller can save it at once; an error
+/// from `on_profile` stops the run.
+pub fn describe_each(
+    genes: &[String],
+    opts: &DescribeOptions,
+    mut on_profile: impl FnMut(usize, &str, &Generated) -> Result<()>,
+) -> Result<DescribeReport> {
     if genes.is_empty() {
         bail!("no genes to describe");
     }
@@ -416,18 +456,17 @@ pub fn describe(
         batch_size: opts.batch_size,
         stop,
     };
-    let generated = greedy(&model, &prompts, &gen_opts, on_batch)?;
-    let seconds = start.elapsed().as_secs_f64();
-    let mut profiles = Vec::with_capacity(genes.len());
-    for (g, out) in genes.iter().zip(&generated) {
+    let (mut tokens, mut stopped) = (0, 0);
+    greedy_each(&model, &prompts, &gen_opts, |i, out| {
+        tokens += out.tokens.len();
+        stopped += out.stopped as usize;
         let text = tokenizer
             .decode(&out.tokens, true)
             .map_err(|e| anyhow::anyhow!("tokenizer: {e}"))?;
-        profiles.push((g.clone(), one_line(&text)));
-    }
-    let tokens: usize = generated.iter().map(|g| g.tokens.len()).sum();
-    let stopped = generated.iter().filter(|g| g.stopped).count();
-    let report = DescribeReport {
+        on_profile(i, &one_line(&text), out)
+    })?;
+    let seconds = start.elapsed().as_secs_f64();
+    Ok(DescribeReport {
         bftkit_version: env!("CARGO_PKG_VERSION").to_string(),
         model: opts.model.display().to_string(),
         adapter: opts.adapter.as_ref().map(|a| a.display().to_string()),
@@ -443,8 +482,7 @@ pub fn describe(
         generated_tokens: tokens,
         seconds,
         tokens_per_s: tokens as f64 / seconds.max(1e-9),
-    };
-    Ok((profiles, report))
+    })
 }
 
 /// Whitespace runs (tabs, newlines) become single spaces, so a profile is one TSV field.
@@ -468,15 +506,28 @@ pub fn report_path(out: &Path) -> PathBuf {
 }
 
 /// `bftkit describe`: a profile for every gene of `genes`, written to `out` as TSV, with the
-/// report beside it ([`report_path`]); `on_batch(done, total)` follows along.
+/// report beside it ([`report_path`]); `on_profile(done, total, tokens so far)` follows along.
 pub fn describe_to_file(
     genes: &[String],
     opts: &DescribeOptions,
     out: &Path,
-    mut on_batch: impl FnMut(usize, usize),
+    mut on_profile: impl FnMut(usize, usize, usize),
 ) -> Result<DescribeReport> {
     let total = genes.len();
-    let (profiles, report) = describe(genes, opts, |done| on_batch(done, total))?;
+    let mut texts: Vec<Option<String>> = vec![None; total];
+    let (mut done, mut tokens) = (0, 0);
+    let report = describe_each(genes, opts, |i, text, g| {
+        texts[i] = Some(text.to_string());
+        done += 1;
+        tokens += g.tokens.len();
+        on_profile(done, total, tokens);
+        Ok(())
+    })?;
+    let profiles: Vec<(String, String)> = genes
+        .iter()
+        .zip(texts)
+        .map(|(g, t)| (g.clone(), t.expect("every gene")))
+        .collect();
     write_profiles(out, &profiles)?;
     let path = report_path(out);
     crate::io::write_file(&path, serde_json::to_string_pretty(&report)?)?;
