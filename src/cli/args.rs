@@ -414,7 +414,8 @@ impl FinetuneArgs {
 
 #[derive(Args, Debug)]
 pub(super) struct RunArgs {
-    /// Suite file (TOML): embedding sets (files, or texts + model), tasks, seed, UMAP colouring.
+    /// Suite file (TOML): embedding sets (files, or texts + model), tasks, seed, UMAP colouring,
+    /// and model arms (fine-tune → describe → embed → probe; docs/experiment.md).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// Embedding files to compare (instead of, or besides, the suite's sets).
@@ -433,6 +434,10 @@ pub(super) struct RunArgs {
     /// Skip the UMAP layouts.
     #[arg(long)]
     pub no_umap: bool,
+    /// With model arms: run every stage again instead of reusing (or resuming) what earlier runs
+    /// left in the report's stages/ folder.
+    #[arg(long)]
+    pub fresh: bool,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -447,6 +452,8 @@ impl RunArgs {
             seed: self.seed,
             umap: !self.no_umap,
             data: self.data.options(),
+            fresh: self.fresh,
+            stop_after_profiles: None,
         }
     }
 }

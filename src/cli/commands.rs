@@ -29,6 +29,9 @@ pub(super) fn run(args: RunArgs) -> Result<()> {
     })?;
     bar.finish_and_clear();
     print::probe_table(&out.report.runs[0].probe);
+    if let Some(e) = &out.report.runs[0].experiment {
+        print::experiment(e);
+    }
     println!(
         "report written to {} (every number in {})",
         out.index.display(),
@@ -132,10 +135,14 @@ pub(super) fn finetune(args: FinetuneArgs) -> Result<()> {
 pub(super) fn describe(args: DescribeArgs) -> Result<()> {
     use crate::model::generate;
     let genes = read_gene_list(&args.genes)?;
-    let bar = progress::bar(genes.len(), "genes", "{elapsed}");
-    let report = generate::describe_to_file(&genes, &args.options(), &args.out, |done, _| {
-        bar.set_position(done as u64)
-    })?;
+    let bar = progress::bar(genes.len(), "genes", "{elapsed}  {msg}");
+    let start = std::time::Instant::now();
+    let report =
+        generate::describe_to_file(&genes, &args.options(), &args.out, |done, _, tokens| {
+            bar.set_position(done as u64);
+            let rate = tokens as f64 / start.elapsed().as_secs_f64().max(1e-9);
+            bar.set_message(format!("{rate:.0} tokens/s"));
+        })?;
     bar.finish_and_clear();
     print::described(&report, &args.out, &generate::report_path(&args.out));
     Ok(())

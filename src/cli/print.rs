@@ -4,6 +4,7 @@
 use std::path::Path;
 
 use crate::embed::EmbedReport;
+use crate::eval::arms::{ExperimentReport, StageStatus};
 use crate::eval::knowledge::KnowledgeReport;
 use crate::eval::result::ProbeReport;
 use crate::eval::task::TaskSet;
@@ -107,6 +108,55 @@ pub(super) fn probe_table(r: &ProbeReport) {
 }
 
 /// What `bftkit embed` did.
+/// The model arms of an experiment run: fidelity, held-out loss, knowledge, and the stages.
+pub(super) fn experiment(e: &ExperimentReport) {
+    println!(
+        "\nmodel arms ({} genes described; profile fidelity to the curated texts: cosine / ROUGE-L)",
+        e.genes.described
+    );
+    println!(
+        "{:<16} {:>7} {:>16} {:>16} {:>18}",
+        "arm", "steps", "seen", "held-out", "held-out CE"
+    );
+    for a in &e.arms {
+        let fid = |which: &str| {
+            a.fidelity
+                .iter()
+                .find(|f| f.genes == which)
+                .map_or("-".to_string(), |f| {
+                    format!("{:.3} / {:.3}", f.cosine, f.rouge_l)
+                })
+        };
+        let ce = match (a.eval.first(), a.eval.last()) {
+            (Some(x), Some(y)) if a.eval.len() > 1 => {
+                format!("{:.3} -> {:.3}", x.cross_entropy, y.cross_entropy)
+            }
+            _ => "-".into(),
+        };
+        println!(
+            "{:<16} {:>7} {:>16} {:>16} {:>18}",
+            a.name,
+            a.train.last().map_or(0, |t| t.step),
+            fid("seen"),
+            fid("held_out"),
+            ce
+        );
+        for k in &a.knowledge {
+            println!(
+                "    knowledge {:<14} {:.3} [{:.3}, {:.3}] of {} (chance {:.2})",
+                k.name, k.accuracy, k.low, k.high, k.questions, k.chance
+            );
+        }
+    }
+    let count = |s: StageStatus| e.stages.iter().filter(|x| x.status == s).count();
+    println!(
+        "stages: {} ran, {} resumed, {} reused",
+        count(StageStatus::Ran),
+        count(StageStatus::Resumed),
+        count(StageStatus::Reused)
+    );
+}
+
 pub(super) fn embedded(report: &EmbedReport, out: &Path, report_path: &Path) {
     println!(
         "embedded {} of {} genes ({} dims) in {:.1}s: {:.1} texts/s, {:.0} tokens/s, {} truncated at {} tokens",

@@ -1,4 +1,5 @@
-//! Evaluation: benchmark tasks as data (`task`), one module per task kind that reads its data,
+//! Evaluation: what an experiment reports per model arm and its fidelity metrics (`arms`),
+//! benchmark tasks as data (`task`), one module per task kind that reads its data,
 //! scores embedding sets and returns typed outcomes (`kinds`), the probing classifier with its
 //! splits and metrics (`probe`), the scIB integration metrics (`scib`, and `scib_files` for
 //! `bftkit scib`), the typed main metrics (`metric`), coverage counts (`coverage`), the
@@ -6,6 +7,7 @@
 //! orchestration over tasks and sets (`suite`). Metrics and the classifier are pure; only the
 //! kinds and `scib_files` read files.
 
+pub mod arms;
 pub mod coverage;
 pub mod kinds;
 pub mod knowledge;

@@ -146,6 +146,71 @@ fn finish<'a, X: Ranged, Y: Ranged>(
     Ok(())
 }
 
+/// Lines of (x, y) points, one per named series (a series with no points is left out of the
+/// legend): training curves.
+pub(crate) fn lines_png(
+    path: &Path,
+    title: &str,
+    (x_desc, y_desc): (&str, &str),
+    series: &[(String, Vec<(f64, f64)>)],
+    size: (u32, u32),
+) -> Result<()> {
+    let e = err(path);
+    let root = canvas(path, size)?;
+    let all = series
+        .iter()
+        .flat_map(|(_, p)| p)
+        .filter(|p| p.0.is_finite() && p.1.is_finite());
+    let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+    for &(x, y) in all {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+    }
+    if x0 > x1 {
+        (x0, x1, y0, y1) = (0.0, 1.0, 0.0, 1.0);
+    }
+    let pad = |lo: f64, hi: f64| {
+        let p = ((hi - lo) * 0.05).max(1e-6);
+        (lo - p)..(hi + p)
+    };
+    let mut chart = ChartBuilder::on(&root)
+        .caption(title, (FONT, 20))
+        .margin(12)
+        .x_label_area_size(36)
+        .y_label_area_size(60)
+        .build_cartesian_2d(pad(x0, x1), pad(y0, y1))
+        .map_err(&e)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .label_style((FONT, 13))
+        .draw()
+        .map_err(&e)?;
+    for (k, (name, points)) in series.iter().enumerate() {
+        let pts: Vec<(f64, f64)> = points
+            .iter()
+            .copied()
+            .filter(|p| p.0.is_finite() && p.1.is_finite())
+            .collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let c = colour(k);
+        chart
+            .draw_series(LineSeries::new(pts.clone(), c.stroke_width(2)))
+            .map_err(&e)?
+            .label(name.as_str())
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], c.stroke_width(2)));
+        chart
+            .draw_series(pts.iter().map(|&p| Circle::new(p, 3, c.filled())))
+            .map_err(&e)?;
+    }
+    finish(chart, &root, &e)
+}
+
 /// `s` cut to `n` characters, with an ellipsis when cut.
 fn short(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -365,6 +430,21 @@ mod tests {
         let (w, h, buf) = decode(&p);
         assert_eq!((w, h), (230 + 240 + 20, 120 + 80 + 20));
         assert!(has_dark_pixels(&buf));
+        let p = dir.path().join("lines.png");
+        let series = vec![
+            (
+                "sft".to_string(),
+                vec![(0.0, 2.0), (10.0, 1.5), (20.0, f64::NAN)],
+            ),
+            ("none".to_string(), vec![]),
+        ];
+        lines_png(&p, "curves", ("step", "loss"), &series, (600, 400)).unwrap();
+        let (w, h, buf) = decode(&p);
+        assert_eq!((w, h), (600, 400));
+        assert!(has_dark_pixels(&buf));
+        // The series' colour is drawn.
+        let c = colour(0);
+        assert!(buf.chunks(3).any(|px| px == [c.0, c.1, c.2]));
     }
 
     #[test]

@@ -10,10 +10,11 @@ use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use crate::eval::arms::ExperimentReport;
 use anyhow::{bail, Context, Result};
-use base64::Engine;
 use serde::{Deserialize, Serialize};
 
+use super::html::{esc, png_data_uri};
 use super::plot;
 use crate::eval::kinds::TaskGroup;
 use crate::eval::result::{ProbeReport, TaskResult};
@@ -91,6 +92,9 @@ pub struct RunResults {
     pub umaps: Vec<UmapLayout>,
     /// Task groups not evaluated, with the reason.
     pub not_run: Vec<(String, String)>,
+    /// The model arms of an experiment run (fine-tune → describe → embed), when it had any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub experiment: Option<ExperimentReport>,
 }
 
 /// `results.json`: the runs a report shows.
@@ -240,27 +244,13 @@ impl<'a> Summary<'a> {
     }
 }
 
-fn esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn png_data_uri(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read", path.display()))?;
-    Ok(format!(
-        "data:image/png;base64,{}",
-        base64::engine::general_purpose::STANDARD.encode(bytes)
-    ))
-}
-
 const CSS: &str = "body{font-family:DejaVu Sans,Helvetica,Arial,sans-serif;margin:24px;color:#222}\
 table{border-collapse:collapse;margin:8px 0 20px}th,td{border:1px solid #ccc;padding:4px 8px;\
 text-align:right;font-size:13px}th{background:#f0f0f0}td.name,th.name{text-align:left}\
 td{white-space:nowrap}.wide{overflow-x:auto}td.best{background:#dff0d8;font-weight:bold}tr.ref td{color:#555;font-style:italic;\
 background:#fafafa}.note{color:#555;font-size:13px}img{max-width:100%;border:1px solid #ddd;\
-margin:6px 0}h2{margin-top:28px}";
+margin:6px 0}h2{margin-top:28px}td.text{white-space:normal;text-align:left;vertical-align:top;\
+min-width:220px;max-width:420px}";
 
 /// Writes `index.html`, the PNG figures and `results.json` into `out`; returns the HTML path.
 pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
@@ -355,7 +345,17 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
             ));
         }
     }
-    let html = html(data, &s, &figures)?;
+    let mut arm_figures: Vec<Vec<String>> = Vec::new();
+    for (k, run) in data.runs.iter().enumerate() {
+        let mut uris = Vec::new();
+        if let Some(exp) = &run.experiment {
+            for (_, path) in super::experiment::figures(exp, k, out)? {
+                uris.push(png_data_uri(&path)?);
+            }
+        }
+        arm_figures.push(uris);
+    }
+    let html = html(data, &s, &figures, &arm_figures)?;
     let index = out.join("index.html");
     crate::io::write_file(&index, html)?;
     // Last: a complete results.json means the report beside it is complete too.
@@ -366,11 +366,21 @@ pub fn render(data: &ReportData, out: &Path) -> Result<PathBuf> {
     Ok(index)
 }
 
-fn html(data: &ReportData, s: &Summary, figures: &[(String, PathBuf)]) -> Result<String> {
+fn html(
+    data: &ReportData,
+    s: &Summary,
+    figures: &[(String, PathBuf)],
+    arm_figures: &[Vec<String>],
+) -> Result<String> {
     let mut h = String::new();
     header(&mut h, data)?;
     let groups = summary_table(&mut h, s)?;
     not_evaluated(&mut h, data, &groups)?;
+    for (run, uris) in data.runs.iter().zip(arm_figures) {
+        if let Some(exp) = &run.experiment {
+            super::experiment::section(&mut h, &run.name, exp, uris)?;
+        }
+    }
     details_table(&mut h, data)?;
     embedding_sets_table(&mut h, data)?;
     figures_section(&mut h, figures)?;

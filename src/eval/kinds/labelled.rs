@@ -97,6 +97,27 @@ impl LabelledTask {
             .collect()
     }
 
+    /// Every gene id the task's examples name (those of a fixed split's test file too), each
+    /// once, in file order: what a model must describe for the task to run on its profiles.
+    pub fn gene_ids(&self, data_dir: &Path) -> Result<Vec<String>> {
+        let mut sources = vec![&self.data];
+        if let Protocol::Fixed { test } = &self.protocol {
+            sources.push(test);
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for source in sources {
+            for row in read_rows(source, data_dir, None)? {
+                for g in row.genes {
+                    if seen.insert(g.clone()) {
+                        out.push(g);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The class names, positive first (for colouring layouts).
     pub fn class_names(&self) -> Vec<String> {
         let name = |v: &[String], d: &str| {
