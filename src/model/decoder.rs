@@ -33,6 +33,10 @@ pub struct DecoderConfig {
     pub rope_theta: f64,
     #[serde(default)]
     pub rope_scaling: Option<RopeScaling>,
+    /// transformers ≥ 5 writes `rope_theta` and the scaling together as `rope_parameters`;
+    /// [`DecoderConfig::read_json`] moves them into the two fields above.
+    #[serde(default, skip_serializing)]
+    pub rope_parameters: Option<RopeParameters>,
     pub max_position_embeddings: usize,
     #[serde(default)]
     pub tie_word_embeddings: bool,
@@ -60,6 +64,15 @@ pub struct RopeScaling {
     pub original_max_position_embeddings: Option<usize>,
 }
 
+/// `rope_parameters` of a transformers ≥ 5 config: the base and the scaling in one object.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RopeParameters {
+    #[serde(default)]
+    pub rope_theta: Option<f64>,
+    #[serde(flatten)]
+    pub scaling: RopeScaling,
+}
+
 fn one() -> f64 {
     1.0
 }
@@ -72,6 +85,23 @@ fn four() -> f64 {
 pub(crate) const MAX_LAYERS: usize = 1024;
 
 impl DecoderConfig {
+    /// Parses a Hugging Face `config.json`, either layout: `rope_theta` / `rope_scaling` at the
+    /// top (transformers < 5) or inside `rope_parameters` (transformers ≥ 5, which writes no
+    /// top-level `rope_theta`: read naively, every such model would run with the default base
+    /// 10,000 and write wrong text without an error).
+    pub fn read_json(text: &str) -> serde_json::Result<Self> {
+        let mut c: Self = serde_json::from_str(text)?;
+        if let Some(p) = c.rope_parameters.take() {
+            if let Some(theta) = p.rope_theta {
+                c.rope_theta = theta;
+            }
+            if p.scaling.rope_type != "default" && c.rope_scaling.is_none() {
+                c.rope_scaling = Some(p.scaling);
+            }
+        }
+        Ok(c)
+    }
+
     /// Refuses a configuration no model can have (zero or inconsistent sizes, absurd depth),
     /// before anything is allocated for it.
     pub fn check(&self) -> anyhow::Result<()> {
@@ -109,6 +139,17 @@ impl DecoderConfig {
         }
         if self.head_dim == Some(0) || !(self.rms_norm_eps.is_finite() && self.rms_norm_eps > 0.0) {
             anyhow::bail!("head_dim or rms_norm_eps is not positive");
+        }
+        if !(self.rope_theta.is_finite() && self.rope_theta > 0.0) {
+            anyhow::bail!("rope_theta {} is not a positive number", self.rope_theta);
+        }
+        if let Some(r) = &self.rope_scaling {
+            if !["default", "linear", "llama3"].contains(&r.rope_type.as_str()) {
+                anyhow::bail!(
+                    "RoPE scaling '{}' is not supported (default, linear, llama3)",
+                    r.rope_type
+                );
+            }
         }
         Ok(())
     }
@@ -701,6 +742,42 @@ mod tests {
             .unwrap();
         let diff = crate::model::max_abs_diff(&a, &b).unwrap();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    /// transformers ≥ 5 writes the RoPE base and scaling inside `rope_parameters`; both layouts
+    /// give the same configuration, and a scaling bftkit cannot compute is refused.
+    #[test]
+    fn both_config_layouts_give_the_same_rope() {
+        let base = r#""model_type": "llama", "vocab_size": 10, "hidden_size": 8,
+            "intermediate_size": 16, "num_hidden_layers": 1, "num_attention_heads": 2,
+            "rms_norm_eps": 1e-6, "max_position_embeddings": 64"#;
+        let old = format!(
+            r#"{{{base}, "rope_theta": 500000.0, "rope_scaling": {{"rope_type": "llama3",
+            "factor": 8.0, "original_max_position_embeddings": 8192}}}}"#
+        );
+        let new = format!(
+            r#"{{{base}, "rope_parameters": {{"rope_theta": 500000.0, "rope_type": "llama3",
+            "factor": 8.0, "original_max_position_embeddings": 8192}}}}"#
+        );
+        let (a, b) = (
+            DecoderConfig::read_json(&old).unwrap(),
+            DecoderConfig::read_json(&new).unwrap(),
+        );
+        assert_eq!(a, b);
+        assert_eq!(b.rope_theta, 500000.0);
+        assert_eq!(a.inv_freq(), b.inv_freq());
+        let plain = format!(
+            r#"{{{base}, "rope_parameters": {{"rope_theta": 1e6, "rope_type": "default"}}}}"#
+        );
+        let c = DecoderConfig::read_json(&plain).unwrap();
+        assert_eq!((c.rope_theta, c.rope_scaling.is_none()), (1e6, true));
+        let yarn =
+            format!(r#"{{{base}, "rope_parameters": {{"rope_theta": 1e6, "rope_type": "yarn"}}}}"#);
+        let e = DecoderConfig::read_json(&yarn)
+            .unwrap()
+            .check()
+            .unwrap_err();
+        assert!(e.to_string().contains("'yarn' is not supported"), "{e}");
     }
 
     #[test]

@@ -243,6 +243,7 @@ pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
             .and_then(as_f64)
             .unwrap_or(10_000.0),
         rope_scaling: None,
+        rope_parameters: None,
         max_position_embeddings: get("context_length")?,
         tie_word_embeddings: !c.tensor_infos.contains_key("output.weight"),
         attention_bias: false,

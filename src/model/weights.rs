@@ -173,7 +173,7 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
             let cfg_path = path.join("config.json");
             let text = std::fs::read_to_string(&cfg_path)
                 .with_context(|| format!("{}: cannot read", cfg_path.display()))?;
-            let config: DecoderConfig = serde_json::from_str(&text)
+            let config = DecoderConfig::read_json(&text)
                 .with_context(|| format!("{}: not a Llama/Qwen2 config", cfg_path.display()))?;
             if config.model_type != "llama" && config.model_type != "qwen2" {
                 bail!(
