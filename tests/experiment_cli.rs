@@ -235,6 +235,58 @@ fn two_arms_run_end_to_end_are_reused_and_resume_after_an_interrupted_describe()
     assert!(statuses(&again).iter().all(|(_, s)| *s == StageStatus::Ran));
 }
 
+/// A fine-tuning killed after a checkpoint resumes from it on rerun and ends with the same
+/// adapters as the uninterrupted run.
+#[test]
+fn an_interrupted_fine_tuning_resumes_from_its_checkpoint() {
+    let dir = setup();
+    let d = dir.path();
+    run(&request(d, "c").prepare().unwrap(), |_, _, _| {}).unwrap();
+    let ft = d.join("c/exp/stages/finetune-bft");
+    let adapters = std::fs::read(ft.join("adapter_model.safetensors")).unwrap();
+    let log = std::fs::read_to_string(ft.join("train_log.jsonl")).unwrap();
+    // What a kill after step 2's checkpoint leaves: no step 3, no outputs, the stage unfinished.
+    std::fs::remove_dir_all(ft.join("checkpoint-3")).unwrap();
+    for f in [
+        "adapter_model.safetensors",
+        "adapter_config.json",
+        "finetune.json",
+    ] {
+        std::fs::remove_file(ft.join(f)).unwrap();
+    }
+    let two: Vec<&str> = log.lines().take(2).collect();
+    std::fs::write(ft.join("train_log.jsonl"), two.join("\n") + "\n").unwrap();
+    let stage = ft.join("stage.json");
+    let text = std::fs::read_to_string(&stage).unwrap();
+    std::fs::write(
+        &stage,
+        text.replace("\"complete\": true", "\"complete\": false"),
+    )
+    .unwrap();
+    let again = run(&request(d, "c").prepare().unwrap(), |_, _, _| {}).unwrap();
+    let st = statuses(&again);
+    assert_eq!(st[5], ("finetune-bft".into(), StageStatus::Resumed));
+    // Its key is unchanged, so what follows it is reused.
+    assert_eq!(st[6], ("describe-bft".into(), StageStatus::Reused));
+    assert_eq!(
+        std::fs::read(ft.join("adapter_model.safetensors")).unwrap(),
+        adapters
+    );
+    let steps = |t: &str| -> Vec<f64> {
+        t.lines()
+            .map(|l| {
+                serde_json::from_str::<serde_json::Value>(l).unwrap()["loss"]
+                    .as_f64()
+                    .unwrap()
+            })
+            .collect()
+    };
+    assert_eq!(
+        steps(&std::fs::read_to_string(ft.join("train_log.jsonl")).unwrap()),
+        steps(&log)
+    );
+}
+
 #[test]
 fn a_suite_with_arms_but_no_experiment_section_is_refused() {
     let dir = tempfile::tempdir().unwrap();
