@@ -4,7 +4,7 @@
 fn main() {
     bftkit::tune_allocator();
     if let Err(err) = bftkit::cli::main() {
-        eprintln!("error: {err:#}");
+        eprintln!("error: {}", bftkit::cli::error_message(&err));
         std::process::exit(1);
     }
 }

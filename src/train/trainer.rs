@@ -158,6 +158,30 @@ struct Accumulated {
     samples: usize,
 }
 
+/// Whether an error is the device running out of memory (CUDA's driver error, or an allocation
+/// the allocator refused).
+pub(crate) fn is_out_of_memory(err: &anyhow::Error) -> bool {
+    err.chain().any(|c| {
+        let m = c.to_string();
+        m.contains("OUT_OF_MEMORY") || m.to_ascii_lowercase().contains("out of memory")
+    })
+}
+
+/// A failed training step, said for the user: out of memory becomes one line naming the step,
+/// the batch and the flags that lower memory (the driver's message and its backtrace add
+/// nothing); any other error gets the step as context.
+fn step_failed(err: anyhow::Error, step: usize, batch: usize, longest: usize) -> anyhow::Error {
+    if is_out_of_memory(&err) {
+        anyhow::anyhow!(
+            "out of memory at step {step} (batch size {batch}, longest sequence {longest} tokens); \
+             lower it with --batch-size (with --grad-accum to keep the effective batch), \
+             --max-len, --dtype bf16, or LoRA instead of full fine-tuning"
+        )
+    } else {
+        err.context(format!("training step {step}"))
+    }
+}
+
 /// Forward and backward passes of the micro-batches of one optimizer step (each micro-batch's
 /// loss divided by their number); a non-finite loss stops training before any update.
 fn accumulate(
@@ -287,8 +311,10 @@ pub fn train(
                 continue;
             }
             let start = Instant::now();
-            let mut acc = accumulate(model, &vars, group, samples, cfg, step)?;
-            let grad_norm = clip(&mut acc.grads, &vars, cfg.max_grad_norm)?;
+            let longest = group.iter().flatten().map(|&i| lengths[i]).max();
+            let failed = |e| step_failed(e, step + 1, cfg.batch_size, longest.unwrap_or(0));
+            let mut acc = accumulate(model, &vars, group, samples, cfg, step).map_err(failed)?;
+            let grad_norm = clip(&mut acc.grads, &vars, cfg.max_grad_norm).map_err(failed)?;
             if !grad_norm.is_finite() {
                 bail!(
                     "gradient norm became {grad_norm} at step {}; stopped before updating the \
@@ -297,7 +323,7 @@ pub fn train(
                 );
             }
             let lr = lr_at(step, total, warmup, cfg.lr);
-            opt.step(&acc.grads, lr)?;
+            opt.step(&acc.grads, lr).map_err(failed)?;
             let n = acc.samples.max(1) as f64;
             let log = StepLog {
                 step: step + 1,
@@ -339,5 +365,27 @@ mod tests {
         assert!((lr_at(55, 100, 10, 1.0) - 0.5).abs() < 1e-12);
         assert!(lr_at(99, 100, 10, 1.0) < 0.01);
         assert!((lr_at(0, 10, 0, 2.0) - 2.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn out_of_memory_is_one_line_naming_the_step_and_the_remedies() {
+        let driver = candle_core::Error::Msg(
+            "DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")".into(),
+        );
+        let e = step_failed(anyhow::Error::from(driver).context("backward"), 2, 8, 256);
+        let m = format!("{e:#}");
+        assert_eq!(m.lines().count(), 1, "{m}");
+        for want in [
+            "step 2",
+            "batch size 8",
+            "256 tokens",
+            "--batch-size",
+            "--max-len",
+        ] {
+            assert!(m.contains(want), "{want}: {m}");
+        }
+        assert!(!m.contains("DriverError"), "{m}");
+        let other = step_failed(anyhow::anyhow!("shape mismatch"), 3, 8, 10);
+        assert_eq!(format!("{other:#}"), "training step 3: shape mismatch");
     }
 }
