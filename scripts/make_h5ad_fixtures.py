@@ -8,7 +8,9 @@
 Files: dense.h5ad (dense X, categorical and string obs columns), csr_raw.h5ad (CSR X, gzip,
 and a raw with more genes), csc.h5ad (CSC X), legacy.h5ad (the older layout of scanpy's bundled
 pbmc68k_reduced: compound obs/var tables, raw.X with h5sparse attributes, categories in uns),
-bad_shape.h5ad (X does not match obs x var: must be refused).
+layers.h5ad (log-normalised dense X, raw counts in a CSR layer `counts`, as the NeurIPS 2021
+CITE-seq files), bmmc_rna.h5ad + bmmc_adt.h5ad (the synthetic stand-in for those files that
+`bftkit fixtures` writes, see below), bad_shape.h5ad (X does not match obs x var: must be refused).
 """
 import json
 import os
@@ -98,6 +100,105 @@ expected["legacy.h5ad"] = {
     "X": raw.toarray().astype(float).tolist(),
     "obs": {"bulk_labels": [str(v) for v in a.obs["cell_type"]]},
     "used_raw": True,
+}
+
+d = ad.AnnData(X=np.log1p(X).astype(np.float32), obs=obs, var=var)
+counts = np.rint(X * 3).astype(np.float32)
+d.layers["counts"] = sp.csr_matrix(counts)
+d.write_h5ad(os.path.join(OUT, "layers.h5ad"))
+back = ad.read_h5ad(os.path.join(OUT, "layers.h5ad"))
+expected["layers.h5ad"] = {
+    "cells": list(map(str, back.obs_names)),
+    "genes": list(map(str, back.var_names)),
+    "X": back.layers["counts"].toarray().astype(float).tolist(),
+    "obs": {c: [("" if pd.isna(v) else str(v)) for v in back.obs[c]] for c in back.obs.columns
+            if not pd.api.types.is_numeric_dtype(back.obs[c])},
+    "used_raw": False,
+    "layer": "counts",
+}
+
+# The NeurIPS 2021 BMMC CITE-seq layout (integration_citeseq_bmmc runs on it): 4 planted types
+# of 15 cells in 2 sequencing batches; RNA over 40 fixture genes (a block of 10 per type at 8x
+# the background) and the types' marker genes (by the aliases the fixture gene map gives them);
+# ADT over 9 antibodies of the real panel (CD57 unmapped) at Poisson(300) on the type's markers
+# and Poisson(3) elsewhere; raw counts in the `counts` layer, X log-normalised; published-style
+# obs `cell_type` and `batch`. Not recorded in expected.json (files.len() stays the readers').
+brng = np.random.default_rng(20261205)
+types = ["B", "CD14+ Mono", "CD8+ T", "NK"]
+markers = {"B": ["CD19", "HLA-DR", "CD45"], "CD14+ Mono": ["CD14", "CD11b", "HLA-DR", "CD45"],
+           "CD8+ T": ["CD3", "CD8", "CD45"], "NK": ["CD56", "CD45"]}
+marker_genes = {"B": ["CD19", "HLA-DRA"], "CD14+ Mono": ["CD14", "ITGAM", "HLA-DRA"],
+                "CD8+ T": ["CD3E", "CD8A"], "NK": ["NCAM1"]}
+antibodies = ["CD19", "CD14", "CD3", "CD8", "CD56", "HLA-DR", "CD11b", "CD45", "CD57"]
+genes = [f"GENE{i:04d}" for i in range(40)] + ["CD19", "HLA-DRA", "CD14", "ITGAM", "CD3E", "CD8A", "NCAM1"]
+cells = [f"cell{i:02d}-s1d{1 + i % 2}" for i in range(60)]
+cell_type = [types[i // 15] for i in range(60)]
+rna = brng.poisson(1.0, (60, len(genes))).astype(np.float32)
+adt = brng.poisson(3.0, (60, len(antibodies))).astype(np.float32)
+for i, t in enumerate(cell_type):
+    k = types.index(t)
+    rna[i, 10 * k:10 * k + 10] += brng.poisson(8.0, 10)
+    for g in marker_genes[t]:
+        rna[i, genes.index(g)] += brng.poisson(20.0)
+    for a in markers[t]:
+        adt[i, antibodies.index(a)] += brng.poisson(300.0)
+bobs = pd.DataFrame({"cell_type": pd.Categorical(cell_type),
+                     "batch": pd.Categorical([f"s1d{1 + i % 2}" for i in range(60)])}, index=cells)
+
+
+def lognorm(m):
+    return np.log1p(1e4 * m / m.sum(axis=1, keepdims=True)).astype(np.float32)
+
+
+def write_anndata07(path, x, layers, obs, var_names):
+    """The anndata 0.7 layout the real BMMC files have (written with h5py, as anndata no longer
+    writes it): CSC matrices as groups, obs/var as groups whose categorical columns are int8
+    code datasets with their categories in `__categories/<column>` (and an object reference to
+    them in the column's `categories` attribute)."""
+    str_dt = h5py.string_dtype()
+
+    def csc(g, m):
+        c = sp.csc_matrix(m.astype(np.float64))
+        g.attrs["encoding-type"] = "csc_matrix"
+        g.attrs["encoding-version"] = "0.1.0"
+        g.attrs["shape"] = np.array(m.shape)
+        g.create_dataset("data", data=c.data)
+        g.create_dataset("indices", data=c.indices.astype(np.int32))
+        g.create_dataset("indptr", data=c.indptr.astype(np.int32))
+
+    def frame(g, index, cols):
+        g.attrs["_index"] = "_index"
+        g.attrs["encoding-type"] = "dataframe"
+        g.attrs["encoding-version"] = "0.1.0"
+        g.attrs["column-order"] = np.array(list(cols), dtype=object).astype(str_dt) if cols else np.array([], dtype=str_dt)
+        g.create_dataset("_index", data=np.array(index, dtype=object), dtype=str_dt)
+        cats = g.create_group("__categories")
+        for name, v in cols.items():
+            cv = pd.Categorical(v)
+            c = cats.create_dataset(name, data=np.array(list(cv.categories), dtype=object), dtype=str_dt)
+            c.attrs["ordered"] = False
+            d = g.create_dataset(name, data=cv.codes.astype(np.int8))
+            d.attrs["categories"] = c.ref
+
+    with h5py.File(path, "w") as f:
+        csc(f.create_group("X"), x)
+        for k, m in layers.items():
+            csc(f.create_group(f"layers/{k}"), m)
+        frame(f.create_group("obs"), list(obs.index), {c: list(obs[c].astype(str)) for c in obs.columns})
+        frame(f.create_group("var"), var_names, {})
+        f.create_group("uns")
+
+
+for name, m, names in [("bmmc_rna.h5ad", rna, genes), ("bmmc_adt.h5ad", adt, antibodies)]:
+    write_anndata07(os.path.join(OUT, name), lognorm(m), {"counts": m}, bobs, names)
+# The reader's check on this layout: the RNA file as its planted arrays say it is.
+expected["bmmc_rna.h5ad"] = {
+    "cells": cells,
+    "genes": genes,
+    "X": rna.astype(float).tolist(),
+    "obs": {"cell_type": cell_type, "batch": list(bobs["batch"].astype(str))},
+    "used_raw": False,
+    "layer": "counts",
 }
 
 bad = ad.AnnData(X=X, obs=obs, var=var)

@@ -30,6 +30,16 @@ pub struct AnnData {
 /// Reads `path`; with `prefer_raw`, the matrix is `raw.X` (and the raw gene names) when the
 /// file has one.
 pub fn read_h5ad(path: &Path, prefer_raw: bool) -> Result<AnnData> {
+    read_h5ad_with(path, prefer_raw, None)
+}
+
+/// Reads `path` with the matrix of layer `layer` (`layers/<layer>`: same cells and genes as
+/// `X`), e.g. the raw counts a file keeps beside its normalised `X`.
+pub fn read_h5ad_layer(path: &Path, layer: &str) -> Result<AnnData> {
+    read_h5ad_with(path, false, Some(layer))
+}
+
+fn read_h5ad_with(path: &Path, prefer_raw: bool, layer: Option<&str>) -> Result<AnnData> {
     let file = path.display().to_string();
     let h = Hdf5File::open(path)
         .map_err(|e| anyhow::anyhow!("{file}: not a readable HDF5 file: {e}"))?;
@@ -55,7 +65,33 @@ pub fn read_h5ad(path: &Path, prefer_raw: bool) -> Result<AnnData> {
     } else {
         None
     };
-    let (x_path, var_path) = raw.unwrap_or(("X", "var"));
+    let layer_path = match layer {
+        Some(l) => {
+            let layers: Vec<String> = if groups.iter().any(|g| g == "layers") {
+                let g = h5(h.group("layers"), "layers")?;
+                let (sub, ds) = h5(g.member_names(), "layers")?;
+                sub.into_iter().chain(ds).collect()
+            } else {
+                Vec::new()
+            };
+            if !layers.iter().any(|x| x == l) {
+                bail!(
+                    "{file}: no layer '{l}' (layers: {})",
+                    if layers.is_empty() {
+                        "none".to_string()
+                    } else {
+                        layers.join(", ")
+                    }
+                );
+            }
+            Some(format!("layers/{l}"))
+        }
+        None => None,
+    };
+    let (x_path, var_path) = match &layer_path {
+        Some(p) => (p.as_str(), "var"),
+        None => raw.unwrap_or(("X", "var")),
+    };
     let (var_names, _) = read_frame(&h, var_path, &file).with_context(|| ctx(var_path))?;
     let (n, m) = (obs_names.len(), var_names.len());
     let (indptr, indices, values) = read_matrix(&h, x_path, n, m).with_context(|| ctx(x_path))?;
@@ -68,7 +104,7 @@ pub fn read_h5ad(path: &Path, prefer_raw: bool) -> Result<AnnData> {
             values,
         },
         obs,
-        used_raw: raw.is_some(),
+        used_raw: layer_path.is_none() && raw.is_some(),
     })
 }
 
@@ -277,7 +313,12 @@ fn read_frame(
     )?;
     let (subgroups, datasets) = h5(g.member_names(), path)?;
     let mut cols = BTreeMap::new();
-    let categories_dir = subgroups.iter().any(|s| s == "__categories");
+    // anndata 0.7–0.7.x: a categorical column is a dataset of codes, its categories in
+    // `__categories/<column>` (a group member lookup takes one name, not a path).
+    let categories_dir = match subgroups.iter().any(|s| s == "__categories") {
+        true => Some(h5(g.group("__categories"), "__categories")?),
+        false => None,
+    };
     for name in &subgroups {
         if name == "__categories" {
             continue;
@@ -296,11 +337,9 @@ fn read_frame(
     }
     for name in datasets.iter().filter(|d| **d != index_col) {
         let ds = h5(g.dataset(name), name)?;
-        let v = if categories_dir && g.dataset(&format!("__categories/{name}")).is_ok() {
-            let cats = h5(
-                h5(g.dataset(&format!("__categories/{name}")), name)?.read_strings(),
-                name,
-            )?;
+        let cats = categories_dir.as_ref().and_then(|c| c.dataset(name).ok());
+        let v = if let Some(cats) = cats {
+            let cats = h5(cats.read_strings(), name)?;
             decode(&numbers(&ds, name)?, &cats, file, path, name)?
         } else if let Ok(s) = ds.read_strings() {
             s
@@ -446,9 +485,13 @@ mod tests {
             serde_json::from_str(&std::fs::read_to_string(dir().join("expected.json")).unwrap())
                 .unwrap();
         let files = expected["files"].as_object().unwrap();
-        assert_eq!(files.len(), 4);
+        assert_eq!(files.len(), 6);
         for (name, want) in files {
-            let a = read_h5ad(&dir().join(name), true).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            let a = match want.get("layer").and_then(|l| l.as_str()) {
+                Some(layer) => read_h5ad_layer(&dir().join(name), layer),
+                None => read_h5ad(&dir().join(name), true),
+            }
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
             let strings = |v: &serde_json::Value| -> Vec<String> {
                 v.as_array()
                     .unwrap()
@@ -495,6 +538,16 @@ mod tests {
             read_h5ad(&dir().join("bad_shape.h5ad"), true).unwrap_err()
         );
         assert!(e.contains("bad_shape.h5ad") && e.contains("7 × 5"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_h5ad_layer(&dir().join("layers.h5ad"), "spliced").unwrap_err()
+        );
+        assert!(e.contains("no layer 'spliced' (layers: counts)"), "{e}");
+        let e = format!(
+            "{:#}",
+            read_h5ad_layer(&dir().join("dense.h5ad"), "counts").unwrap_err()
+        );
+        assert!(e.contains("no layer 'counts' (layers: none)"), "{e}");
         let tmp = tempfile::tempdir().unwrap();
         let p = tmp.path().join("x.h5ad");
         std::fs::write(&p, b"not hdf5 at all").unwrap();
