@@ -41,7 +41,7 @@ fn auc(r: &Value) -> f64 {
 fn planted_signal_scores_high_and_random_baseline_near_chance() {
     let v = probe_json(&["--baseline", "random", "--seed", "3"]);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2 * 16, "16 tasks x 2 embedding sets");
+    assert_eq!(results.len(), 2 * 17, "17 tasks x 2 embedding sets");
     let mut random = Vec::new();
     for r in results
         .iter()
@@ -77,7 +77,7 @@ fn planted_signal_scores_high_and_random_baseline_near_chance() {
     let integration = |set: &str| {
         results
             .iter()
-            .find(|r| r["group"] == "integration" && r["embedding_set"] == set)
+            .find(|r| r["task"] == "integration_citeseq_eccite" && r["embedding_set"] == set)
             .unwrap()
             .clone()
     };
@@ -89,6 +89,33 @@ fn planted_signal_scores_high_and_random_baseline_near_chance() {
         "{protocol}"
     );
     assert_eq!(pi["n_positive"], 80);
+    // The labelled CITE-seq task takes the published types from obs.
+    let bmmc = results
+        .iter()
+        .find(|r| r["task"] == "integration_citeseq_bmmc" && r["embedding_set"] == "embeddings")
+        .unwrap();
+    let protocol = bmmc["protocol"].as_str().unwrap();
+    assert!(
+        protocol.contains("labelled by the published obs column 'cell_type' into 4 (B 15, CD14+ Mono 15, CD8+ T 15, NK 15)"),
+        "{protocol}"
+    );
+    assert!(
+        protocol.contains("the metrics again with obs 'batch' (s1d1, s1d2) as batch"),
+        "{protocol}"
+    );
+    // Every metric twice: with modality as batch, and with the sequencing batch.
+    let extra = bmmc["extra"].as_object().unwrap();
+    assert_eq!(extra.len(), 28, "{extra:?}");
+    let bio = |k: &str| extra[k]["mean"].as_f64().unwrap();
+    assert_eq!(
+        bio("kmeans_ari"),
+        bio("batch.kmeans_ari"),
+        "labels are the same"
+    );
+    assert!(
+        bio("batch.ilisi") > bio("ilisi"),
+        "sequencing batches mix, modalities less"
+    );
     for r in [&pi, &ri] {
         let extra = r["extra"].as_object().unwrap();
         assert_eq!(extra.len(), 14, "{extra:?}");

@@ -27,9 +27,9 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let data = ReportData::read_all(&[out.join("results.json")]).unwrap();
     let run = &data.runs[0];
     assert!(run.fixtures);
-    // Every task (16 built-in) and both embedding sets are in the report; nothing is left
+    // Every task (17 built-in) and both embedding sets are in the report; nothing is left
     // out as not implemented.
-    assert_eq!(run.probe.results.len(), 16 * 2);
+    assert_eq!(run.probe.results.len(), 17 * 2);
     assert!(run.not_run.is_empty());
     for r in &run.probe.results {
         assert!(
@@ -49,9 +49,9 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let srcs: Vec<&str> = html.split("src=\"").skip(1).collect();
     assert_eq!(
         srcs.len(),
-        5 + 1 + 2 + 2 + 4,
-        "5 score figures, the table, 2 gene UMAPs, 2 cell-type UMAPs and 2 integration UMAPs \
-         (by modality and by type) per set"
+        5 + 1 + 2 + 2 + 8,
+        "5 score figures, the table, 2 gene UMAPs, 2 cell-type UMAPs and, for each of the 2 \
+         integration tasks, 2 UMAPs (by modality and by type) per set"
     );
     assert!(srcs.iter().all(|s| s.starts_with("data:image/png;base64,")));
     assert!(html.contains("href=\"results.json\""));
@@ -67,10 +67,20 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
         .iter()
         .filter(|u| u.colour_task.starts_with("integration"))
         .collect();
-    assert_eq!(integ.len(), 4);
-    assert_eq!(integ[0].xy.len(), 160, "80 gated cells, RNA and ADT");
-    assert_eq!(integ[0].class_names, ["RNA", "ADT"]);
-    assert_eq!(integ[1].class_names.len(), 5);
+    assert_eq!(integ.len(), 8, "2 tasks x 2 sets x 2 colourings");
+    let eccite: Vec<_> = integ
+        .iter()
+        .filter(|u| u.colour_task.starts_with("integration_citeseq_eccite"))
+        .collect();
+    assert_eq!(eccite[0].xy.len(), 160, "80 gated cells, RNA and ADT");
+    assert_eq!(eccite[0].class_names, ["RNA", "ADT"]);
+    assert_eq!(eccite[1].class_names.len(), 5);
+    let bmmc: Vec<_> = integ
+        .iter()
+        .filter(|u| u.colour_task.starts_with("integration_citeseq_bmmc"))
+        .collect();
+    assert_eq!(bmmc.len(), 4);
+    assert_eq!(bmmc[1].class_names.len(), 4, "the published cell types");
     let cells = run.umaps.iter().find(|u| u.points == "cells").unwrap();
     assert_eq!(cells.xy.len(), 80);
     assert_eq!(cells.class_names.len(), 4);
@@ -84,8 +94,8 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     }
     assert_eq!(
         html.matches("★").count(),
-        16 + 1,
-        "one per column, one in the legend"
+        17 + 1,
+        "one per column (17 tasks), one in the legend"
     );
     // Make the random set best on one task: the mark moves.
     let mut changed = data.clone();

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use super::coverage::Coverage;
 use super::kinds::cell::{CellOutcome, CellScores};
-use super::kinds::integration::IntegrationOutcome;
+use super::kinds::integration::{IntegrationOutcome, SecondBatch};
 use super::kinds::perturbation::{PerturbScores, PerturbationOutcome};
 use super::kinds::{Outcome, ProbeOutcome, TaskGroup};
 use super::metric::{self, CellMetric, Metric, PerturbMetric, ProbeMetric, ScibMetric};
@@ -231,12 +231,29 @@ fn wire_outcome(w: &WireResult) -> Result<Outcome> {
             let Some(scores) = ScibScores::from_named(|n| w.extra.get(n).map(|v| v.mean)) else {
                 bail!("task '{task}': a scIB metric is missing from extra");
             };
+            // A second batch key's metrics are named `COLUMN.metric`.
+            let column = w.extra.keys().find_map(|k| Some(k.split_once('.')?.0));
+            let second_batch = match column {
+                Some(c) => {
+                    let Some(scores) = ScibScores::from_named(|n| {
+                        w.extra.get(&format!("{c}.{n}")).map(|v| v.mean)
+                    }) else {
+                        bail!("task '{task}': a scIB metric of batch key '{c}' is missing");
+                    };
+                    Some(SecondBatch {
+                        column: c.to_string(),
+                        scores,
+                    })
+                }
+                None => None,
+            };
             Outcome::Integration(IntegrationOutcome {
                 metric: metric_of(ScibMetric::ALL, w)?,
                 cells: w.n_positive,
                 coverage: w.coverage.clone(),
                 scores,
                 cell_coverage: cell_coverage()?,
+                second_batch,
             })
         }
         TaskGroup::Perturbation => {

@@ -31,14 +31,32 @@ pub struct IntegrationTask {
 
 impl IntegrationTask {
     pub fn check(&self) -> Result<()> {
-        self.integration.rna.check()?;
-        self.integration.adt.check()?;
-        let types = &self.integration.gating.types;
-        if types.len() < 2 {
-            bail!("the gating rule needs at least two cell types");
-        }
-        if let Some(t) = types.iter().find(|t| t.all.is_empty() && t.any.is_empty()) {
-            bail!("gating type '{}' needs at least one condition", t.name);
+        let src = &self.integration;
+        src.rna.check()?;
+        src.adt.check()?;
+        match (&src.gating, &src.labels) {
+            (Some(g), None) => {
+                if g.types.len() < 2 {
+                    bail!("the gating rule needs at least two cell types");
+                }
+                if let Some(t) = g
+                    .types
+                    .iter()
+                    .find(|t| t.all.is_empty() && t.any.is_empty())
+                {
+                    bail!("gating type '{}' needs at least one condition", t.name);
+                }
+            }
+            _ if src.second_batch.is_some() && !src.rna.is_h5ad() => {
+                bail!("[integration.second_batch] reads the RNA file's obs: it must be an .h5ad")
+            }
+            (None, Some(_)) if !src.rna.is_h5ad() => {
+                bail!("[integration.labels] reads the RNA file's obs: it must be an .h5ad")
+            }
+            (None, Some(_)) => {}
+            _ => {
+                bail!("give the cell types either as [integration.gating] or [integration.labels]")
+            }
         }
         Ok(())
     }
@@ -61,6 +79,36 @@ pub struct IntegrationOutcome {
     pub scores: ScibScores,
     /// The RNA matrix's genes with an embedding, and the expression mass they carry.
     pub cell_coverage: CellCoverage,
+    /// The metrics with the second batch key as batch, when the task names one.
+    pub second_batch: Option<SecondBatch>,
+}
+
+/// scIB metrics with another batch key: the obs column and the scores.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecondBatch {
+    pub column: String,
+    pub scores: ScibScores,
+}
+
+impl IntegrationOutcome {
+    /// Every metric by name; the second batch key's as `COLUMN.metric`.
+    pub fn named(&self) -> Vec<(String, f64)> {
+        let mut v: Vec<(String, f64)> = self
+            .scores
+            .named()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        if let Some(b) = &self.second_batch {
+            v.extend(
+                b.scores
+                    .named()
+                    .into_iter()
+                    .map(|(k, x)| (format!("{}.{k}", b.column), x)),
+            );
+        }
+        v
+    }
 }
 
 /// The task on every set: RNA and ADT GenePT-w vectors, modality as batch, scIB metrics.
@@ -71,8 +119,12 @@ pub(crate) fn run(
 ) -> Result<TaskRun<IntegrationOutcome>> {
     let data = load(&task.integration, input.data_dir)?;
     let g = &data.gating;
+    let how = match &task.integration.labels {
+        Some(l) => format!("labelled by the published obs column '{}'", l.column),
+        None => "gated".to_string(),
+    };
     let gated = format!(
-        "{} cells in both modalities gated into {} ({}); unassigned: {} of no type, {} of \
+        "{} cells in both modalities {how} into {} ({}); unassigned: {} of no type, {} of \
          several; cells in one matrix only: {} RNA, {} ADT",
         data.labels.len(),
         data.class_names.len(),
@@ -89,18 +141,25 @@ pub(crate) fn run(
     let mut out = TaskRun::default();
     for (s, set) in input.sets.iter().enumerate() {
         let resolver = input.resolver(&set.embeddings);
-        let (ev, scores) = evaluate(&data, &set.embeddings, &resolver, input.seed)
+        let (ev, scores, second_batch) = evaluate(&data, &set.embeddings, &resolver, input.seed)
             .with_context(|| format!("on '{}'", set.name))?;
         if let (0, Some(dir)) = (s, input.export_folds) {
             export(dir, name, &data, &ev, set.embeddings.dim)?;
         }
         let n = ev.cells.len();
+        let second = match &data.second_batch {
+            Some((column, _, names)) => format!(
+                "; the metrics again with obs '{column}' ({}) as batch, named {column}.<metric>",
+                names.join(", ")
+            ),
+            None => String::new(),
+        };
         out.scored.push(Scored {
             set: s,
             protocol: format!(
                 "{gated}; {} without an RNA or ADT vector (left out); RNA and ADT GenePT-w vectors (ADT: {} of {} mapped antibodies with an \
                  embedded target{}, {:.1}% of ADT mass), modality as batch; scIB metrics as \
-                 scib-metrics (exact neighbours; k-means seed {}); Total = 0.6 Bio + 0.4 Batch",
+                 scib-metrics (exact neighbours; k-means seed {}); Total = 0.6 Bio + 0.4 Batch{second}",
                 ev.cells_without_vector,
                 ev.antibodies_embedded,
                 ev.antibodies_mapped,
@@ -123,6 +182,7 @@ pub(crate) fn run(
                 ),
                 scores,
                 cell_coverage: ev.rna_coverage.clone(),
+                second_batch,
             },
         });
         if input.keep_views {
@@ -192,7 +252,24 @@ pub struct IntegrationSource {
     /// How many of the most variable genes the unintegrated representation keeps.
     #[serde(default = "two_thousand")]
     pub pre_genes: usize,
-    pub gating: Gating,
+    /// Cell types from a protein-marker gating rule...
+    #[serde(default)]
+    pub gating: Option<Gating>,
+    /// ...or published ones: a column of the RNA file's `obs` (an `.h5ad`); cells with an
+    /// empty value are left out and counted.
+    #[serde(default)]
+    pub labels: Option<ObsLabels>,
+    /// A second batch key (e.g. the sequencing batch): an obs column of the RNA file; the scIB
+    /// metrics are computed again with it as the batch of both modalities' rows.
+    #[serde(default)]
+    pub second_batch: Option<ObsLabels>,
+}
+
+/// Published cell types: the `obs` column that holds them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ObsLabels {
+    pub column: String,
 }
 
 fn two_thousand() -> usize {
@@ -341,6 +418,88 @@ pub struct GatingCounts {
     pub unassigned_several_types: usize,
 }
 
+/// Labels every ADT cell by the RNA file's `obs` column (`None`: empty value, or a cell the RNA
+/// file does not have), the counts (empty values as "no type"), and the class names (sorted).
+fn obs_labels(
+    rna: &ExprMatrix,
+    obs: Option<&BTreeMap<String, Vec<String>>>,
+    adt: &ExprMatrix,
+    labels: &ObsLabels,
+    file: &str,
+) -> Result<(Vec<Option<usize>>, GatingCounts, Vec<String>)> {
+    let Some(obs) = obs else {
+        bail!("{file}: [integration.labels] needs an .h5ad with obs columns");
+    };
+    let Some(values) = obs.get(&labels.column) else {
+        bail!(
+            "{file}: no obs column '{}' (columns: {})",
+            labels.column,
+            obs.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let of_cell: HashMap<&str, &str> = rna
+        .cells
+        .iter()
+        .map(String::as_str)
+        .zip(values.iter().map(String::as_str))
+        .collect();
+    let mut names: Vec<String> = values.iter().filter(|v| !v.is_empty()).cloned().collect();
+    names.sort();
+    names.dedup();
+    let mut counts = GatingCounts::default();
+    let labelled = adt
+        .cells
+        .iter()
+        .map(|c| match of_cell.get(c.as_str()) {
+            Some(v) if !v.is_empty() => {
+                *counts.per_type.entry(v.to_string()).or_default() += 1;
+                names.binary_search_by(|n| n.as_str().cmp(v)).ok()
+            }
+            Some(_) => {
+                counts.unassigned_no_type += 1;
+                None
+            }
+            None => None,
+        })
+        .collect();
+    Ok((labelled, counts, names))
+}
+
+/// The batch of each of the given RNA rows from an obs column (the column, the codes, the
+/// sorted batch names); an empty value is an error, since every cell needs a batch.
+fn obs_batches(
+    obs: Option<&BTreeMap<String, Vec<String>>>,
+    rows: &[usize],
+    key: &ObsLabels,
+    file: &str,
+) -> Result<(String, Vec<usize>, Vec<String>)> {
+    let Some(obs) = obs else {
+        bail!("{file}: [integration.second_batch] needs an .h5ad with obs columns");
+    };
+    let Some(values) = obs.get(&key.column) else {
+        bail!(
+            "{file}: no obs column '{}' (columns: {})",
+            key.column,
+            obs.keys().cloned().collect::<Vec<_>>().join(", ")
+        );
+    };
+    let mut names: Vec<String> = rows.iter().map(|&r| values[r].clone()).collect();
+    names.sort();
+    names.dedup();
+    if let Some(&r) = rows.iter().find(|&&r| values[r].is_empty()) {
+        bail!(
+            "{file}: obs row {} has no value in the batch column '{}'",
+            r + 1,
+            key.column
+        );
+    }
+    let codes = rows
+        .iter()
+        .map(|&r| names.binary_search(&values[r]).expect("listed"))
+        .collect();
+    Ok((key.column.clone(), codes, names))
+}
+
 /// Labels every cell by the gating rule (`None` = unassigned), and the counts.
 fn gate(adt: &ExprMatrix, gating: &Gating) -> Result<(Vec<Option<usize>>, GatingCounts)> {
     let on = |v: &[Condition]| -> Result<Vec<ColumnCondition>> {
@@ -413,6 +572,8 @@ struct IntegrationData {
     pub labels: Vec<usize>,
     pub class_names: Vec<String>,
     pub gating: GatingCounts,
+    /// The second batch key: its column, each kept cell's batch, and the batch names.
+    pub second_batch: Option<(String, Vec<usize>, Vec<String>)>,
     /// Cells in only one of the two matrices (left out).
     pub rna_only: usize,
     pub adt_only: usize,
@@ -424,7 +585,8 @@ struct IntegrationData {
 
 /// Reads and gates the task's data (paths relative to `data_dir`).
 fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
-    let rna = src.rna.read(data_dir)?.matrix;
+    let rna_read = src.rna.read(data_dir)?;
+    let rna = rna_read.matrix;
     let adt_path = data_dir.join(&src.adt.file);
     let adt = src.adt.read(data_dir)?.matrix;
     let mut targets = Vec::with_capacity(adt.n_genes());
@@ -439,7 +601,21 @@ fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
             ),
         }
     }
-    let (gated, gating) = gate(&adt, &src.gating)?;
+    let (gated, gating, class_names) = match (&src.gating, &src.labels) {
+        (Some(g), _) => {
+            let (gated, counts) = gate(&adt, g)?;
+            (
+                gated,
+                counts,
+                g.types.iter().map(|t| t.name.clone()).collect(),
+            )
+        }
+        (None, Some(l)) => {
+            let file = data_dir.join(&src.rna.file).display().to_string();
+            obs_labels(&rna, rna_read.obs.as_ref(), &adt, l, &file)?
+        }
+        (None, None) => bail!("the task gives no cell types (gating or labels)"),
+    };
     let rna_at: HashMap<&str, usize> = rna
         .cells
         .iter()
@@ -465,12 +641,20 @@ fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
             "no cell is in both matrices with a gated type",
         ));
     }
-    let class_names: Vec<String> = src.gating.types.iter().map(|t| t.name.clone()).collect();
     let used: Vec<usize> = {
         let mut u: Vec<usize> = keep.iter().map(|k| k.2).collect();
         u.sort_unstable();
         u.dedup();
         u
+    };
+    // The second batch key of the kept cells (RNA rows in `keep` order).
+    let second_batch = match &src.second_batch {
+        Some(key) => {
+            let file = data_dir.join(&src.rna.file).display().to_string();
+            let rows: Vec<usize> = keep.iter().map(|k| k.0).collect();
+            Some(obs_batches(rna_read.obs.as_ref(), &rows, key, &file)?)
+        }
+        None => None,
     };
     let mut rna = rna.select_cells(&keep.iter().map(|k| k.0).collect::<Vec<_>>());
     let mut adt = adt.select_cells(&keep.iter().map(|k| k.1).collect::<Vec<_>>());
@@ -489,6 +673,7 @@ fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
         labels,
         class_names,
         gating,
+        second_batch,
         rna_only,
         adt_only,
         pre,
@@ -559,7 +744,7 @@ fn evaluate(
     emb: &GeneEmbeddings,
     resolver: &GeneResolver<'_>,
     seed: u64,
-) -> Result<(IntegrationVectors, ScibScores)> {
+) -> Result<(IntegrationVectors, ScibScores, Option<SecondBatch>)> {
     let v = vectors(data, emb, resolver)?;
     let input = ScibInput {
         x: &v.x,
@@ -569,7 +754,28 @@ fn evaluate(
         pre: Some((&v.pre, data.pre_dim)),
     };
     let (scores, _) = scib::scib(&input, seed)?;
-    Ok((v, scores))
+    let second = match &data.second_batch {
+        Some((column, of_cell, names)) => {
+            // Each scored cell's batch, for its RNA row and its ADT row.
+            let batches: Vec<usize> = (0..2)
+                .flat_map(|_| v.cells.iter().map(|&c| of_cell[c]))
+                .collect();
+            let (scores, _) = scib::scib(
+                &ScibInput {
+                    batches: &batches,
+                    ..input
+                },
+                seed,
+            )
+            .with_context(|| format!("with '{column}' ({}) as batch", names.join(", ")))?;
+            Some(SecondBatch {
+                column: column.clone(),
+                scores,
+            })
+        }
+        None => None,
+    };
+    Ok((v, scores, second))
 }
 
 /// The stacked RNA and ADT vectors of the cells that have both (see [`IntegrationVectors`]).
@@ -714,6 +920,75 @@ mod tests {
             panic!("an integration task")
         };
         (i.integration, data)
+    }
+
+    /// Published labels from the RNA file's obs and matrices from an h5ad layer: the layout of
+    /// the NeurIPS 2021 CITE-seq files, on a 7-cell fixture (its genes stand in as antibodies).
+    #[test]
+    fn published_labels_come_from_obs_and_counts_from_a_layer() {
+        let text = r#"
+            rna = { file = "h5ad/layers.h5ad", h5ad_layer = "counts" }
+            adt = { file = "h5ad/layers.h5ad", h5ad_layer = "counts" }
+            labels = { column = "cell_type" }
+            second_batch = { column = "donor" }
+            pre_genes = 3
+            [antibodies]
+            CD19 = ["CD19"]
+            CD3E = ["CD3E"]
+            NCAM1 = ["NCAM1"]
+            MS4A1 = ["MS4A1"]
+            [unmapped]
+            GNLY = "a test of the unmapped list"
+        "#;
+        let src: IntegrationSource = toml::from_str(text).unwrap();
+        let task = IntegrationTask {
+            main_metric: ScibMetric::default(),
+            integration: src.clone(),
+        };
+        task.check().unwrap();
+        let data_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures");
+        let d = load(&src, &data_dir).unwrap();
+        assert_eq!(d.class_names, ["B", "NK", "T"]);
+        // cell_type of the fixture: B T T NK B T NK.
+        assert_eq!(d.labels, [0, 2, 2, 1, 0, 2, 1]);
+        assert_eq!(d.gating.per_type.values().sum::<usize>(), 7);
+        assert_eq!(d.gating.unassigned_no_type, 0);
+        // The second batch key: donor d1 d2 d1 d1 d2 d2 d3.
+        let (column, codes, names) = d.second_batch.clone().unwrap();
+        assert_eq!(
+            (column.as_str(), names),
+            ("donor", vec!["d1".into(), "d2".into(), "d3".into()])
+        );
+        assert_eq!(codes, [0, 1, 0, 0, 1, 1, 2]);
+        // The layer's counts (3 × X rounded), not the log-normalised X, were read: normalised
+        // rows sum to the same total whatever the cell, which X's rows would not give back.
+        let raw =
+            crate::io::h5ad::read_h5ad_layer(&data_dir.join("h5ad/layers.h5ad"), "counts").unwrap();
+        assert!(raw.matrix.row(0).all(|(_, v)| v == v.round()));
+        // A missing column is named with the ones there are; labels need an h5ad; one source of
+        // cell types only.
+        let mut bad = src.clone();
+        bad.labels = Some(ObsLabels {
+            column: "celltype".into(),
+        });
+        let e = format!("{:#}", load(&bad, &data_dir).err().unwrap());
+        assert!(
+            e.contains(
+                "layers.h5ad: no obs column 'celltype' (columns: cell_type, donor, n_counts)"
+            ),
+            "{e}"
+        );
+        let mut bad = task.clone();
+        bad.integration.rna.file = "x.csv".into();
+        bad.integration.rna.h5ad_layer = None;
+        assert!(bad
+            .check()
+            .unwrap_err()
+            .to_string()
+            .contains("must be an .h5ad"));
+        let mut bad = task.clone();
+        bad.integration.labels = None;
+        assert!(bad.check().unwrap_err().to_string().contains("either"));
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub struct MatrixSource {
     pub file: String,
     #[serde(default = "yes")]
     pub h5ad_raw: bool,
+    /// For an `.h5ad`: read this layer (e.g. `counts`) instead of `X` or `raw`.
+    #[serde(default)]
+    pub h5ad_layer: Option<String>,
     /// For MatrixMarket: gene names, one per line (`genes_column`, 0-based; the first line
     /// skipped when `names_header`), cell names likewise, and whether the file's rows are genes
     /// (the 10x layout).
@@ -55,6 +58,9 @@ impl MatrixSource {
     }
 
     pub fn check(&self) -> Result<()> {
+        if self.h5ad_layer.is_some() && !self.is_h5ad() {
+            bail!("h5ad_layer is for .h5ad files, not {}", self.file);
+        }
         if self.is_mtx() && (self.genes_file.is_none() || self.cells_file.is_none()) {
             bail!(
                 "a MatrixMarket matrix ({}) needs genes_file and cells_file",
@@ -77,7 +83,10 @@ impl MatrixSource {
     pub(crate) fn read(&self, data_dir: &Path) -> Result<ReadMatrix> {
         let path = data_dir.join(&self.file);
         if self.is_h5ad() {
-            let a = crate::io::h5ad::read_h5ad(&path, self.h5ad_raw)?;
+            let a = match &self.h5ad_layer {
+                Some(layer) => crate::io::h5ad::read_h5ad_layer(&path, layer)?,
+                None => crate::io::h5ad::read_h5ad(&path, self.h5ad_raw)?,
+            };
             a.matrix.check_expression(&path)?;
             return Ok(ReadMatrix {
                 matrix: a.matrix,

@@ -89,10 +89,9 @@ impl Outcome {
             Outcome::Gene(_) | Outcome::Pair { .. } => Vec::new(),
             Outcome::Cell(c) => c.other_metrics(),
             Outcome::Integration(i) => i
-                .scores
                 .named()
                 .into_iter()
-                .map(|(k, v)| (k.to_string(), MeanSd { mean: v, sd: 0.0 }))
+                .map(|(k, v)| (k, MeanSd { mean: v, sd: 0.0 }))
                 .collect(),
             Outcome::Perturbation(p) => p.scores.named(),
         };
