@@ -201,6 +201,85 @@ expected["bmmc_rna.h5ad"] = {
     "layer": "counts",
 }
 
+# The PerturBench development layout (perturbation_norman2019_* and perturbation_mcfaline2023
+# run on it): one AnnData of log-normalised expression with obs condition / dataset / cell_type,
+# doubles written "A+B". Planted signal: a target's response is a fixed linear map of its planted
+# embedding (fixtures/embeddings.tsv), so targets close in embedding space respond alike; each
+# cell line has its own map; a double's response is the sum of its singles', plus half that again
+# for pairs planted as synergy. The genetic-interaction table lists the doubles and more pairs
+# whose type follows a planted linear rule of their summed embeddings (72 more pairs). Not in expected.json.
+emb = pd.read_csv(os.path.join(os.path.dirname(OUT), "embeddings.tsv"), sep="\t", index_col=0)
+prng = np.random.default_rng(20261206)
+resp = [f"GENE{i:04d}" for i in range(100, 130)]
+W = prng.normal(size=(len(resp), emb.shape[1]))
+u = prng.normal(size=emb.shape[1])
+base = 1.0 + (np.arange(len(resp)) % 5) * 0.3
+
+
+def delta(gene, w=W):
+    if gene not in emb.index:  # a target without an embedding still responds
+        return 0.15 * w @ prng.normal(size=emb.shape[1])
+    return 0.15 * w @ emb.loc[gene].to_numpy()
+
+
+def synergy(a, b):
+    return float((emb.loc[a].to_numpy() + emb.loc[b].to_numpy()) @ u) > 0
+
+
+singles = [f"GENE{i:04d}" for i in range(200, 212)] + ["GENE0390"]  # 0390: no embedding
+d1 = {g: delta(g) for g in singles}
+doubles = [("GENE0200", "GENE0201"), ("GENE0202", "GENE0203"), ("GENE0204", "GENE0205"),
+           ("GENE0206", "GENE0207"), ("GENE0208", "GENE0209"), ("GENE0210", "GENE0211"),
+           ("GENE0200", "GENE0205"), ("GENE0203", "GENE0208"), ("GENE0390", "GENE0201")]
+rows, obs_rows = [], []
+
+
+def cells(n, mean, cond, dataset, line):
+    for _ in range(n):
+        x = np.maximum(0.0, base + mean + prng.normal(scale=0.3, size=len(resp)))
+        rows.append(np.round(x, 1))
+        obs_rows.append((cond, dataset, line))
+
+
+cells(40, 0.0, "control", "norman19", "k562")
+for g in singles:
+    cells(24, d1[g], g, "norman19", "k562")
+for a, b in doubles:
+    both = d1[a] + d1[b]
+    if a in emb.index and b in emb.index and synergy(a, b):
+        both = 1.5 * both
+    cells(24, both, f"{a}+{b}", "norman19", "k562")
+cells(10, delta("GENE0212"), "GENE0212", "norman19", "k562")  # too few cells
+lines = {"A172": 0.0, "T98G": 0.5, "U87MG": 1.0}
+targets = [f"GENE{i:04d}" for i in range(220, 228)]
+for line, shift in lines.items():
+    wl = W + shift * prng.normal(size=W.shape)
+    cells(40, 0.0, "control", "mcfaline23", line)
+    for g in targets:
+        cells(24, delta(g, wl), g, "mcfaline23", line)
+pobs = pd.DataFrame(obs_rows, columns=["condition", "dataset", "cell_type"],
+                    index=[f"pcell{i:05d}" for i in range(len(rows))])
+for c in pobs.columns:
+    pobs[c] = pd.Categorical(pobs[c])
+pa = ad.AnnData(X=sp.csr_matrix(np.array(rows, dtype=np.float32)), obs=pobs,
+                var=pd.DataFrame(index=resp))
+pa.write_h5ad(os.path.join(OUT, "perturb_devel.h5ad"), compression="gzip")
+others = [f"GENE{i:04d}" for i in range(230, 380) if f"GENE{i:04d}" in emb.index]
+pairs = [(a, b) for a, b in doubles if a in emb.index and b in emb.index]
+margin = lambda a, b: abs(float((emb.loc[a].to_numpy() + emb.loc[b].to_numpy()) @ u))
+while len(pairs) < len(doubles) - 1 + 72:
+    a, b = prng.choice(others, 2, replace=False)
+    a, b = str(a), str(b)
+    # pairs far from the planted boundary, so a linear probe can find it from 80 pairs
+    if (a, b) not in pairs and (b, a) not in pairs and margin(a, b) > 1.0:
+        pairs.append((a, b))
+others_types = ["epistasis", "suppressor", "neomorphic", "redundant"]
+with open(os.path.join(OUT, "GI_scores_truth.csv"), "w") as fh:
+    fh.write("mag,perturbation,gi_type\n")
+    for i, (a, b) in enumerate(pairs):
+        kind = "synergy" if synergy(a, b) else others_types[i % 4]
+        fh.write(f"{prng.uniform(0.5, 1.5):.4f},{a}+{b},{kind}\n")
+
 bad = ad.AnnData(X=X, obs=obs, var=var)
 bad.write_h5ad(os.path.join(OUT, "bad_shape.h5ad"))
 with h5py.File(os.path.join(OUT, "bad_shape.h5ad"), "r+") as f:

@@ -41,7 +41,7 @@ fn auc(r: &Value) -> f64 {
 fn planted_signal_scores_high_and_random_baseline_near_chance() {
     let v = probe_json(&["--baseline", "random", "--seed", "3"]);
     let results = v["results"].as_array().unwrap();
-    assert_eq!(results.len(), 2 * 17, "17 tasks x 2 embedding sets");
+    assert_eq!(results.len(), 2 * 21, "21 tasks x 2 embedding sets");
     let mut random = Vec::new();
     for r in results
         .iter()
@@ -56,6 +56,60 @@ fn planted_signal_scores_high_and_random_baseline_near_chance() {
         let folds = r["scores"]["folds"].as_array().unwrap();
         assert_eq!(folds.len(), r["n_folds"].as_u64().unwrap() as usize);
     }
+    // The perturbation screens from one h5ad: the planted set's neighbours predict the response,
+    // random neighbours do not; doubles are scored against the sum of their singles.
+    let result = |task: &str, set: &str| {
+        results
+            .iter()
+            .find(|r| r["task"] == task && r["embedding_set"] == set)
+            .unwrap_or_else(|| panic!("{task} on {set}"))
+            .clone()
+    };
+    let extra = |r: &Value, k: &str| r["extra"][k]["mean"].as_f64().unwrap_or(f64::NAN);
+    for task in [
+        "perturbation_norman2019_singles",
+        "perturbation_mcfaline2023",
+    ] {
+        let (p, q) = (result(task, "embeddings"), result(task, "random"));
+        assert!(
+            extra(&p, "pearson_delta") > extra(&q, "pearson_delta") + 0.2
+                && extra(&p, "pearson_delta") > extra(&p, "mean_baseline_pearson_delta"),
+            "{task}: {} vs {}",
+            p["extra"],
+            q["extra"]
+        );
+    }
+    let singles = result("perturbation_norman2019_singles", "embeddings");
+    let protocol = singles["protocol"].as_str().unwrap();
+    assert!(
+        protocol.contains("over 13 targets (12 with an embedding; 40 control cells)"),
+        "{protocol}"
+    );
+    assert!(
+        protocol.contains("under 20 cells left out: GENE0212; 9 combinations left out"),
+        "{protocol}"
+    );
+    assert_eq!(singles["coverage"]["missing_genes"][0], "GENE0390");
+    let lines = result("perturbation_mcfaline2023", "embeddings");
+    assert!(lines["protocol"]
+        .as_str()
+        .unwrap()
+        .contains("A172 (8 perturbations, 40 controls)"));
+    assert!(extra(&lines, "U87MG.pearson_delta").is_finite());
+    let doubles = result("perturbation_norman2019_doubles", "embeddings");
+    let protocol = doubles["protocol"].as_str().unwrap();
+    assert!(
+        protocol.contains("over 9 combinations (8 with every gene embedded)"),
+        "{protocol}"
+    );
+    assert!(protocol.contains("from norman_gi/GI_scores_truth.csv: neomorphic 2, redundant 1, suppressor 1, synergy 4"), "{protocol}");
+    assert!(
+        extra(&doubles, "additive_pearson_delta") > 0.95,
+        "planted doubles are near-additive"
+    );
+    assert!(extra(&doubles, "pearson_delta") > extra(&doubles, "mean_baseline_pearson_delta"));
+    assert!(extra(&doubles, "gi.synergy.additive_mse").is_finite());
+    assert_eq!(doubles["coverage"]["missing_genes"][0], "GENE0390+GENE0201");
     let mean = random.iter().sum::<f64>() / random.len() as f64;
     assert!((0.4..0.6).contains(&mean), "random mean AUC {mean}");
     assert!(random.iter().all(|&a| a < 0.75), "{random:?}");
@@ -150,7 +204,7 @@ fn planted_signal_scores_high_and_random_baseline_near_chance() {
     let pert = |set: &str| {
         results
             .iter()
-            .find(|r| r["group"] == "perturbation" && r["embedding_set"] == set)
+            .find(|r| r["task"] == "perturbation_papalexi2021" && r["embedding_set"] == set)
             .unwrap()
             .clone()
     };

@@ -27,9 +27,9 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     let data = ReportData::read_all(&[out.join("results.json")]).unwrap();
     let run = &data.runs[0];
     assert!(run.fixtures);
-    // Every task (17 built-in) and both embedding sets are in the report; nothing is left
+    // Every task (21 built-in) and both embedding sets are in the report; nothing is left
     // out as not implemented.
-    assert_eq!(run.probe.results.len(), 17 * 2);
+    assert_eq!(run.probe.results.len(), 21 * 2);
     assert!(run.not_run.is_empty());
     for r in &run.probe.results {
         assert!(
@@ -94,8 +94,8 @@ fn run_on_fixtures_writes_a_self_contained_report_and_report_rerenders_it() {
     }
     assert_eq!(
         html.matches("★").count(),
-        17 + 1,
-        "one per column (17 tasks), one in the legend"
+        21 + 1,
+        "one per column (21 tasks), one in the legend"
     );
     // Make the random set best on one task: the mark moves.
     let mut changed = data.clone();

@@ -67,7 +67,7 @@ impl TaskKind {
             TaskKind::Pair(t) => t.check(2),
             TaskKind::Cell(t) => t.check(),
             TaskKind::Integration(t) => t.check(),
-            TaskKind::Perturbation(_) => Ok(()),
+            TaskKind::Perturbation(t) => t.check(),
         }
     }
 

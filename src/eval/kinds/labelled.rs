@@ -52,7 +52,10 @@ pub struct LabelledTask {
 impl LabelledTask {
     /// Gene columns per example: 1 for gene tasks, 2 for pair tasks.
     pub fn arity(&self) -> usize {
-        self.data.genes.len()
+        match self.data.pair_separator {
+            Some(_) => 2,
+            None => self.data.genes.len(),
+        }
     }
 
     /// Checks the sources against the task's arity (`1` gene, `2` pair) and protocol.
@@ -63,11 +66,16 @@ impl LabelledTask {
         }
         let kind = if arity == 1 { "Gene" } else { "Pair" };
         for s in sources {
-            if s.genes.len() != arity {
-                bail!(
+            match &s.pair_separator {
+                Some(sep) if arity != 2 || s.genes.len() != 1 || sep.is_empty() => bail!(
+                    "pair_separator is for a pair task with one gene column holding both genes"
+                ),
+                Some(_) => {}
+                None if s.genes.len() != arity => bail!(
                     "a {kind} task needs {arity} gene column(s), got {}",
                     s.genes.len()
-                );
+                ),
+                None => {}
             }
             if s.label_column.is_some() == s.label_file.is_some() {
                 bail!("give exactly one of label_column and label_file");
@@ -155,8 +163,12 @@ pub struct LabelSource {
     /// `tab` (default; `comma` for .csv files), `comma` or `space`.
     #[serde(default)]
     pub delimiter: Option<String>,
-    /// Gene column(s): one for a gene task, two for a pair task.
+    /// Gene column(s): one for a gene task, two for a pair task (or one with `pair_separator`).
     pub genes: Vec<ColumnRef>,
+    /// For a pair task whose one gene column holds both genes (e.g. `KLF1+MAP2K6`): the text
+    /// between them. A value that does not split into two non-empty genes is an error.
+    #[serde(default)]
+    pub pair_separator: Option<String>,
     pub id_type: IdType,
     /// Label column with the values of each class...
     #[serde(default)]
@@ -192,7 +204,7 @@ pub enum Protocol {
         folds: usize,
     },
     /// A fixed train/test split: `data` trains, `test` tests.
-    Fixed { test: LabelSource },
+    Fixed { test: Box<LabelSource> },
     /// Published folds: `column` holds each row's test fold (0-based); blank rows are outside the
     /// published cross-validation and are excluded (and counted).
     FoldColumn { column: ColumnRef },
@@ -314,7 +326,16 @@ pub(crate) fn read_rows(
         let mut genes = Vec::with_capacity(gene_cols.len());
         for &c in &gene_cols {
             let g = table.field(row, c)?;
-            genes.push(g.to_string());
+            match &source.pair_separator {
+                Some(sep) => match g.split_once(sep.as_str()) {
+                    Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(sep.as_str()) => {
+                        genes.push(a.to_string());
+                        genes.push(b.to_string());
+                    }
+                    _ => bail!("{file}:{}: '{g}' is not two genes joined by '{sep}'", row.0),
+                },
+                None => genes.push(g.to_string()),
+            }
         }
         let fold = match fold_col {
             None => None,
