@@ -418,6 +418,24 @@ pub struct GatingCounts {
     pub unassigned_several_types: usize,
 }
 
+/// An obs column of the RNA file, for the section that names it; an error lists the columns.
+fn obs_column<'a>(
+    obs: Option<&'a BTreeMap<String, Vec<String>>>,
+    column: &str,
+    section: &str,
+    file: &str,
+) -> Result<&'a Vec<String>> {
+    let Some(obs) = obs else {
+        bail!("{file}: {section} needs an .h5ad with obs columns");
+    };
+    obs.get(column).with_context(|| {
+        format!(
+            "{file}: no obs column '{column}' (columns: {})",
+            obs.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 /// Labels every ADT cell by the RNA file's `obs` column (`None`: empty value, or a cell the RNA
 /// file does not have), the counts (empty values as "no type"), and the class names (sorted).
 fn obs_labels(
@@ -427,16 +445,7 @@ fn obs_labels(
     labels: &ObsLabels,
     file: &str,
 ) -> Result<(Vec<Option<usize>>, GatingCounts, Vec<String>)> {
-    let Some(obs) = obs else {
-        bail!("{file}: [integration.labels] needs an .h5ad with obs columns");
-    };
-    let Some(values) = obs.get(&labels.column) else {
-        bail!(
-            "{file}: no obs column '{}' (columns: {})",
-            labels.column,
-            obs.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    };
+    let values = obs_column(obs, &labels.column, "[integration.labels]", file)?;
     let of_cell: HashMap<&str, &str> = rna
         .cells
         .iter()
@@ -473,16 +482,7 @@ fn obs_batches(
     key: &ObsLabels,
     file: &str,
 ) -> Result<(String, Vec<usize>, Vec<String>)> {
-    let Some(obs) = obs else {
-        bail!("{file}: [integration.second_batch] needs an .h5ad with obs columns");
-    };
-    let Some(values) = obs.get(&key.column) else {
-        bail!(
-            "{file}: no obs column '{}' (columns: {})",
-            key.column,
-            obs.keys().cloned().collect::<Vec<_>>().join(", ")
-        );
-    };
+    let values = obs_column(obs, &key.column, "[integration.second_batch]", file)?;
     let mut names: Vec<String> = rows.iter().map(|&r| values[r].clone()).collect();
     names.sort();
     names.dedup();
