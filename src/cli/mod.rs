@@ -13,7 +13,6 @@ use clap::Parser;
 
 use args::{Cli, Command};
 
-/// Parses the command line and runs the command.
 /// An error as the user reads it: its chain on one line (`a: b: c`), without the backtrace
 /// frames candle appends to its errors when `RUST_BACKTRACE` is set (in a release build they
 /// print as rows of `<unknown>`; they help no user).
@@ -34,6 +33,7 @@ pub fn error_message(err: &anyhow::Error) -> String {
         .to_string()
 }
 
+/// Parses the command line and runs the command.
 pub fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Run(a) => commands::run(a),
