@@ -47,9 +47,6 @@ impl IntegrationTask {
                     bail!("gating type '{}' needs at least one condition", t.name);
                 }
             }
-            _ if src.second_batch.is_some() && !src.rna.is_h5ad() => {
-                bail!("[integration.second_batch] reads the RNA file's obs: it must be an .h5ad")
-            }
             (None, Some(_)) if !src.rna.is_h5ad() => {
                 bail!("[integration.labels] reads the RNA file's obs: it must be an .h5ad")
             }
@@ -57,6 +54,9 @@ impl IntegrationTask {
             _ => {
                 bail!("give the cell types either as [integration.gating] or [integration.labels]")
             }
+        }
+        if src.second_batch.is_some() && !src.rna.is_h5ad() {
+            bail!("[integration.second_batch] reads the RNA file's obs: it must be an .h5ad")
         }
         Ok(())
     }
@@ -138,6 +138,13 @@ pub(crate) fn run(
         data.rna_only,
         data.adt_only
     );
+    let second = match &data.second_batch {
+        Some((column, _, names)) => format!(
+            "; the metrics again with obs '{column}' ({}) as batch, named {column}.<metric>",
+            names.join(", ")
+        ),
+        None => String::new(),
+    };
     let mut out = TaskRun::default();
     for (s, set) in input.sets.iter().enumerate() {
         let resolver = input.resolver(&set.embeddings);
@@ -147,13 +154,6 @@ pub(crate) fn run(
             export(dir, name, &data, &ev, set.embeddings.dim)?;
         }
         let n = ev.cells.len();
-        let second = match &data.second_batch {
-            Some((column, _, names)) => format!(
-                "; the metrics again with obs '{column}' ({}) as batch, named {column}.<metric>",
-                names.join(", ")
-            ),
-            None => String::new(),
-        };
         out.scored.push(Scored {
             set: s,
             protocol: format!(
@@ -587,6 +587,7 @@ struct IntegrationData {
 fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
     let rna_read = src.rna.read(data_dir)?;
     let rna = rna_read.matrix;
+    let rna_file = data_dir.join(&src.rna.file).display().to_string();
     let adt_path = data_dir.join(&src.adt.file);
     let adt = src.adt.read(data_dir)?.matrix;
     let mut targets = Vec::with_capacity(adt.n_genes());
@@ -610,10 +611,7 @@ fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
                 g.types.iter().map(|t| t.name.clone()).collect(),
             )
         }
-        (None, Some(l)) => {
-            let file = data_dir.join(&src.rna.file).display().to_string();
-            obs_labels(&rna, rna_read.obs.as_ref(), &adt, l, &file)?
-        }
+        (None, Some(l)) => obs_labels(&rna, rna_read.obs.as_ref(), &adt, l, &rna_file)?,
         (None, None) => bail!("the task gives no cell types (gating or labels)"),
     };
     let rna_at: HashMap<&str, usize> = rna
@@ -650,9 +648,8 @@ fn load(src: &IntegrationSource, data_dir: &Path) -> Result<IntegrationData> {
     // The second batch key of the kept cells (RNA rows in `keep` order).
     let second_batch = match &src.second_batch {
         Some(key) => {
-            let file = data_dir.join(&src.rna.file).display().to_string();
             let rows: Vec<usize> = keep.iter().map(|k| k.0).collect();
-            Some(obs_batches(rna_read.obs.as_ref(), &rows, key, &file)?)
+            Some(obs_batches(rna_read.obs.as_ref(), &rows, key, &rna_file)?)
         }
         None => None,
     };
