@@ -27,6 +27,20 @@ pub struct AnnData {
     pub used_raw: bool,
 }
 
+/// The `obs` column `column` of the file `file`; a missing one is an error listing the columns.
+pub(crate) fn obs_column<'a>(
+    obs: &'a BTreeMap<String, Vec<String>>,
+    column: &str,
+    file: &str,
+) -> Result<&'a Vec<String>> {
+    obs.get(column).with_context(|| {
+        format!(
+            "{file}: no obs column '{column}' (columns: {})",
+            obs.keys().cloned().collect::<Vec<_>>().join(", ")
+        )
+    })
+}
+
 /// Reads `path`; with `prefer_raw`, the matrix is `raw.X` (and the raw gene names) when the
 /// file has one.
 pub fn read_h5ad(path: &Path, prefer_raw: bool) -> Result<AnnData> {

@@ -428,12 +428,7 @@ fn obs_column<'a>(
     let Some(obs) = obs else {
         bail!("{file}: {section} needs an .h5ad with obs columns");
     };
-    obs.get(column).with_context(|| {
-        format!(
-            "{file}: no obs column '{column}' (columns: {})",
-            obs.keys().cloned().collect::<Vec<_>>().join(", ")
-        )
-    })
+    crate::io::h5ad::obs_column(obs, column, file)
 }
 
 /// Labels every ADT cell by the RNA file's `obs` column (`None`: empty value, or a cell the RNA

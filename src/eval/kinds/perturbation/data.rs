@@ -94,24 +94,34 @@ fn table_column(table: &Table, name: &str) -> Result<Vec<String>> {
         .collect()
 }
 
+/// Each cell's perturbation label, its group (empty without a group column) and whether the
+/// selection keeps it, from the columns of the cell annotations (`column` reads one by name).
+fn annotate(
+    src: &PerturbSource,
+    column: impl Fn(&str) -> Result<Vec<String>>,
+) -> Result<(Vec<String>, Vec<String>, Vec<bool>)> {
+    let labels = column(&src.target_column)?;
+    let groups = match &src.group_column {
+        Some(g) => column(g)?,
+        None => vec![String::new(); labels.len()],
+    };
+    let mut keep = vec![true; labels.len()];
+    for (name, values) in &src.select {
+        let v = column(name)?;
+        keep.iter_mut()
+            .zip(&v)
+            .for_each(|(k, x)| *k &= values.contains(x));
+    }
+    Ok((labels, groups, keep))
+}
+
 fn read_mtx_cells(src: &PerturbSource, counts: &str, data_dir: &Path) -> Result<Cells> {
     let (Some(genes_file), Some(cells_file)) = (&src.genes_file, &src.cells_file) else {
         bail!("MatrixMarket counts need genes_file and cells_file");
     };
     let genes = read_names(&data_dir.join(genes_file), src.genes_column, true)?;
     let table = Table::read(&data_dir.join(cells_file), true)?;
-    let labels = table_column(&table, &src.target_column)?;
-    let groups = match &src.group_column {
-        Some(g) => table_column(&table, g)?,
-        None => vec![String::new(); labels.len()],
-    };
-    let mut keep = vec![true; labels.len()];
-    for (column, values) in &src.select {
-        let v = table_column(&table, column)?;
-        keep.iter_mut()
-            .zip(&v)
-            .for_each(|(k, x)| *k &= values.contains(x));
-    }
+    let (labels, groups, keep) = annotate(src, |name| table_column(&table, name))?;
     let cell_ids: Vec<String> = (0..labels.len()).map(|i| i.to_string()).collect();
     let path = data_dir.join(counts);
     let matrix = read_mtx(&path, genes, cell_ids, src.genes_are_rows)
@@ -131,26 +141,9 @@ fn read_h5ad_cells(src: &PerturbSource, h5ad: &str, data_dir: &Path) -> Result<C
     let a = crate::io::h5ad::read_h5ad(&path, false)?;
     a.matrix.check_expression(&path)?;
     let file = path.display().to_string();
-    let column = |name: &str| -> Result<Vec<String>> {
-        a.obs.get(name).cloned().with_context(|| {
-            format!(
-                "{file}: no obs column '{name}' (columns: {})",
-                a.obs.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
-        })
-    };
-    let labels = column(&src.target_column)?;
-    let groups = match &src.group_column {
-        Some(g) => column(g)?,
-        None => vec![String::new(); labels.len()],
-    };
-    let mut keep = vec![true; labels.len()];
-    for (name, values) in &src.select {
-        let v = column(name)?;
-        keep.iter_mut()
-            .zip(&v)
-            .for_each(|(k, x)| *k &= values.contains(x));
-    }
+    let (labels, groups, keep) = annotate(src, |name| {
+        crate::io::h5ad::obs_column(&a.obs, name, &file).cloned()
+    })?;
     Ok(Cells {
         matrix: a.matrix,
         labels,
