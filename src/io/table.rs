@@ -25,6 +25,13 @@ impl std::fmt::Display for ColumnRef {
     }
 }
 
+/// The parts of a field that joins several names with `sep` (e.g. `KLF1+MAP2K6`); `None` when a
+/// part is empty.
+pub(crate) fn split_joined<'a>(text: &'a str, sep: &str) -> Option<Vec<&'a str>> {
+    let parts: Vec<&str> = text.split(sep).collect();
+    (!parts.iter().any(|p| p.is_empty())).then_some(parts)
+}
+
 /// A whole delimited file: the header and every data row with its 1-based line number.
 #[derive(Debug)]
 pub(crate) struct Table {

@@ -21,7 +21,7 @@ use crate::eval::metric::ProbeMetric;
 use crate::eval::probe::split::stratified_kfold;
 use crate::eval::probe::ProbeScores;
 use crate::eval::probe::{self, ProbeDataset};
-use crate::io::table::{ColumnRef, Table};
+use crate::io::table::{split_joined, ColumnRef, Table};
 use crate::io::GeneResolver;
 
 /// A binary probe's outcome on a gene or pair task.
@@ -327,10 +327,9 @@ pub(crate) fn read_rows(
         for &c in &gene_cols {
             let g = table.field(row, c)?;
             match &source.pair_separator {
-                Some(sep) => match g.split_once(sep.as_str()) {
-                    Some((a, b)) if !a.is_empty() && !b.is_empty() && !b.contains(sep.as_str()) => {
-                        genes.push(a.to_string());
-                        genes.push(b.to_string());
+                Some(sep) => match split_joined(g, sep) {
+                    Some(pair) if pair.len() == 2 => {
+                        genes.extend(pair.iter().map(|x| x.to_string()))
                     }
                     _ => bail!("{file}:{}: '{g}' is not two genes joined by '{sep}'", row.0),
                 },
@@ -715,5 +714,58 @@ mod tests {
         std::fs::write(dir.path().join("l.tsv"), "task\tgene\tclass\nA\tG1\n").unwrap();
         let e = format!("{:#}", read_rows(&src, dir.path(), None).unwrap_err());
         assert!(e.contains("l.tsv:2") && e.contains("2 fields"), "{e}");
+    }
+
+    /// One column holding both genes of a pair: split into two, and anything else refused with
+    /// its line; the separator is for pair tasks only.
+    #[test]
+    fn a_pair_column_splits_into_two_genes() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("p.csv"),
+            "pair,type\nKLF1+MAP2K6,synergy\nSET+KLF1,epistasis\n",
+        )
+        .unwrap();
+        let src: LabelSource = toml::from_str(
+            r#"file = "p.csv"
+               genes = ["pair"]
+               pair_separator = "+"
+               id_type = "symbol"
+               label_column = "type"
+               positive = ["synergy"]
+               negative = ["epistasis"]"#,
+        )
+        .unwrap();
+        let rows = read_rows(&src, dir.path(), None).unwrap();
+        assert_eq!(rows[0].genes, ["KLF1", "MAP2K6"]);
+        assert_eq!(
+            (rows[1].genes[1].as_str(), rows[1].positive),
+            ("KLF1", false)
+        );
+        for bad in ["KLF1", "KLF1+", "A+B+C"] {
+            std::fs::write(
+                dir.path().join("p.csv"),
+                format!("pair,type\nKLF1+MAP2K6,synergy\n{bad},epistasis\n"),
+            )
+            .unwrap();
+            let e = format!("{:#}", read_rows(&src, dir.path(), None).unwrap_err());
+            assert!(
+                e.contains(&format!("p.csv:3: '{bad}' is not two genes joined by '+'")),
+                "{e}"
+            );
+        }
+        let task = |group_arity: usize| {
+            LabelledTask {
+                main_metric: ProbeMetric::default(),
+                data: src.clone(),
+                protocol: Protocol::default(),
+            }
+            .check(group_arity)
+        };
+        assert!(task(2).is_ok());
+        assert!(task(1)
+            .unwrap_err()
+            .to_string()
+            .contains("pair_separator is for a pair task"));
     }
 }

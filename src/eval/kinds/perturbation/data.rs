@@ -10,7 +10,7 @@ use anyhow::{bail, Context, Result};
 use super::source::{Combinations, PerturbSource};
 use crate::error::Error;
 use crate::io::matrix::{read_mtx, read_names, ExprMatrix};
-use crate::io::table::{ColumnRef, Table};
+use crate::io::table::{split_joined, ColumnRef, Table};
 
 /// One perturbation in one group: its label, its target genes (two or more for a combination),
 /// its group and how many cells it had.
@@ -209,17 +209,14 @@ fn pseudobulk(src: &PerturbSource, cells: Cells) -> Result<PerturbData> {
         (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for ((gr, label), (sum, n)) in sums {
         let group = groups.iter().position(|x| x == gr).expect("listed");
-        let genes: Vec<String> = label
-            .split(src.separator.as_str())
-            .map(str::to_string)
-            .collect();
-        if genes.iter().any(String::is_empty) {
+        let Some(genes) = split_joined(label, &src.separator) else {
             bail!(
                 "{}: perturbation '{label}' has an empty target around '{}'",
                 cells.file,
                 src.separator
             );
-        }
+        };
+        let genes: Vec<String> = genes.into_iter().map(str::to_string).collect();
         let named = match &src.group_column {
             Some(_) => format!("{label}@{gr}"),
             None => label.to_string(),

@@ -16,7 +16,7 @@ use super::neighbours::{knn_prediction, mean_delta, unit_vector};
 use super::source::InteractionTable;
 use crate::error::Error;
 use crate::eval::probe::metrics::MeanSd;
-use crate::io::table::{ColumnRef, Table};
+use crate::io::table::{split_joined, ColumnRef, Table};
 use crate::io::{GeneEmbeddings, GeneResolver};
 
 /// Genetic-interaction types by gene pair (genes upper-cased and sorted).
@@ -48,13 +48,13 @@ pub(crate) fn read_interactions(
     for row in &table.rows {
         let pair = table.field(row, pc)?;
         let kind = table.field(row, tc)?;
-        let genes: Vec<String> = pair.split(separator).map(str::to_string).collect();
-        if genes.len() != 2 || genes.iter().any(String::is_empty) {
-            bail!(
+        let genes: Vec<String> = match split_joined(pair, separator) {
+            Some(p) if p.len() == 2 => p.into_iter().map(str::to_string).collect(),
+            _ => bail!(
                 "{file}:{}: '{pair}' is not two genes joined by '{separator}'",
                 row.0
-            );
-        }
+            ),
+        };
         if kind.is_empty() {
             bail!("{file}:{}: pair '{pair}' has no interaction type", row.0);
         }
