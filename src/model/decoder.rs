@@ -205,14 +205,32 @@ fn rms_norm(x: &Tensor, weight: &Tensor, eps: f64) -> Result<Tensor> {
     y.to_dtype(dtype)?.broadcast_mul(weight)
 }
 
-/// Hugging Face ("half-split") rotary embedding: x·cos + rotate_half(x)·sin.
+/// Hugging Face ("half-split") rotary embedding: x·cos + rotate_half(x)·sin, from composed ops.
+/// x: (b, heads, t, d); cos, sin: (t, d/2), or (b, t, d/2) with a position per row.
 fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
-    // x: (b, heads, t, d); cos, sin: (t, d)
+    let full = |c: &Tensor| -> Result<Tensor> {
+        let c = Tensor::cat(&[c, c], D::Minus1)?;
+        if c.rank() == 3 {
+            c.unsqueeze(1)
+        } else {
+            Ok(c)
+        }
+    };
     let d = x.dim(D::Minus1)?;
     let x1 = x.narrow(D::Minus1, 0, d / 2)?;
     let x2 = x.narrow(D::Minus1, d / 2, d / 2)?;
     let rotated = Tensor::cat(&[&x2.neg()?, &x1], D::Minus1)?;
-    x.broadcast_mul(cos)? + rotated.broadcast_mul(sin)?
+    x.broadcast_mul(&full(cos)?)? + rotated.broadcast_mul(&full(sin)?)?
+}
+
+/// Which implementation of the decoder's ops runs: the fused ops with hand-written backward
+/// passes ([`super::fused`]; the default), or candle's composed ops and autograd (the
+/// reference they are tested against).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ops {
+    Fused,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Composed,
 }
 
 fn linear(vb: VarBuilder, inp: usize, out: usize, bias: bool) -> Result<Linear> {
@@ -262,6 +280,7 @@ pub struct Decoder {
     inv_freq: Tensor,
     /// The activations' dtype (that of the base weights).
     dtype: DType,
+    ops: Ops,
 }
 
 impl Decoder {
@@ -359,10 +378,18 @@ impl Decoder {
             lm_head,
             inv_freq,
             dtype,
+            ops: Ops::Fused,
         })
     }
 
-    /// Rotary cos and sin, (n, head_dim) each in the activations' dtype, for `positions`.
+    /// The same decoder running candle's composed ops and autograd (the tests' reference).
+    #[cfg(test)]
+    pub(crate) fn composed(mut self) -> Self {
+        self.ops = Ops::Composed;
+        self
+    }
+
+    /// Rotary cos and sin, (n, head_dim / 2) each in the activations' dtype, for `positions`.
     /// Computed per call (n·head_dim values), so memory follows the run's sequences, not the
     /// model's maximum context (which configs put at 10^5 and beyond).
     fn rotary(&self, positions: &[u32]) -> Result<(Tensor, Tensor)> {
@@ -378,7 +405,6 @@ impl Decoder {
         let pos: Vec<f32> = positions.iter().map(|&p| p as f32).collect();
         let pos = Tensor::from_vec(pos, (n, 1), self.inv_freq.device())?;
         let freqs = pos.matmul(&self.inv_freq)?; // (n, d/2)
-        let freqs = Tensor::cat(&[&freqs, &freqs], D::Minus1)?; // (n, d)
         Ok((
             freqs.cos()?.to_dtype(self.dtype)?,
             freqs.sin()?.to_dtype(self.dtype)?,
@@ -402,21 +428,7 @@ impl Decoder {
     /// [`Decoder::forward_hidden`] for training: `dropout` (seeded) drives LoRA dropout.
     pub fn forward_hidden_t(&self, ids: &Tensor, dropout: Option<&mut Dropout>) -> Result<Tensor> {
         let (_, t) = ids.dims2()?;
-        if t > self.config.max_position_embeddings {
-            candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
-        }
-        let (cos, sin) = self.rotary(&(0..t as u32).collect::<Vec<_>>())?;
-        // Causal mask: 0 on and below the diagonal, -inf above. (t, t)
-        let mask: Vec<f32> = (0..t * t)
-            .map(|i| {
-                if i % t > i / t {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, t), ids.device())?.to_dtype(self.dtype)?;
+        let (cos, sin, mask) = self.training_inputs(t)?;
         self.run(ids, &cos, &sin, &mask, None, dropout)
     }
 
@@ -436,7 +448,7 @@ impl Decoder {
         }
         let hd = self.config.head_dim();
         let (cos, sin) = self.rotary(positions)?;
-        let (cos, sin) = (cos.reshape((b, 1, t, hd))?, sin.reshape((b, 1, t, hd))?);
+        let (cos, sin) = (cos.reshape((b, t, hd / 2))?, sin.reshape((b, t, hd / 2))?);
         if cache.layers.len() != self.blocks.len() {
             cache.layers = vec![None; self.blocks.len()];
         }
@@ -453,45 +465,130 @@ impl Decoder {
         mut cache: Option<&mut KvCache>,
         mut dropout: Option<&mut Dropout>,
     ) -> Result<Tensor> {
-        let (b, t) = ids.dims2()?;
+        let mut x = self.embed.forward(ids)?; // (b, t, h)
+        for i in 0..self.blocks.len() {
+            let inputs = BlockInputs { cos, sin, mask };
+            x = self.block(i, &x, &inputs, cache.as_deref_mut(), dropout.as_deref_mut())?;
+        }
+        self.final_norm(&x)
+    }
+
+    /// The token embeddings of `ids` (b, t) → (b, t, hidden).
+    pub(crate) fn embed_tokens(&self, ids: &Tensor) -> Result<Tensor> {
+        self.embed.forward(ids)
+    }
+
+    /// The final RMSNorm.
+    pub(crate) fn final_norm(&self, x: &Tensor) -> Result<Tensor> {
+        self.norm_op(x, &self.norm)
+    }
+
+    pub(crate) fn num_layers(&self) -> usize {
+        self.blocks.len()
+    }
+
+    /// Rotary tables and causal mask for training on sequences of `t` tokens.
+    pub(crate) fn training_inputs(&self, t: usize) -> Result<(Tensor, Tensor, Tensor)> {
+        if t > self.config.max_position_embeddings {
+            candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
+        }
+        let (cos, sin) = self.rotary(&(0..t as u32).collect::<Vec<_>>())?;
+        // Causal mask: 0 on and below the diagonal, -inf above. (t, t)
+        let mask: Vec<f32> = (0..t * t)
+            .map(|i| {
+                if i % t > i / t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, t), self.device())?.to_dtype(self.dtype)?;
+        Ok((cos, sin, mask))
+    }
+
+    fn norm_op(&self, x: &Tensor, w: &Tensor) -> Result<Tensor> {
+        match self.ops {
+            Ops::Fused => super::fused::rms_norm(x, w, self.config.rms_norm_eps),
+            Ops::Composed => rms_norm(x, w, self.config.rms_norm_eps),
+        }
+    }
+
+    /// Decoder layer `i` on `x` (b, t, hidden). Gradient checkpointing runs the layers one at a
+    /// time through this.
+    pub(crate) fn block(
+        &self,
+        i: usize,
+        x: &Tensor,
+        inputs: &BlockInputs,
+        cache: Option<&mut KvCache>,
+        mut dropout: Option<&mut Dropout>,
+    ) -> Result<Tensor> {
+        let (b, t, _) = x.dims3()?;
         let cfg = &self.config;
         let (nh, nkv, hd) = (cfg.num_attention_heads, cfg.kv_heads(), cfg.head_dim());
-        let mut x = self.embed.forward(ids)?; // (b, t, h)
-        for (i, blk) in self.blocks.iter().enumerate() {
-            let y = rms_norm(&x, &blk.ln1, cfg.rms_norm_eps)?;
-            // LoRA dropout acts on each adapter's input, one mask per module, as in PEFT.
-            let mut lin = |l: &AdaptedLinear, y: &Tensor| -> Result<Tensor> {
-                l.forward_t(y, dropout.as_deref_mut())
-            };
-            let (q, k, v) = (lin(&blk.q, &y)?, lin(&blk.k, &y)?, lin(&blk.v, &y)?);
-            let heads = |z: Tensor, n: usize| -> Result<Tensor> {
-                z.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous() // (b, n, t, d)
-            };
-            let q = rope(&heads(q, nh)?, cos, sin)?;
-            let mut k = rope(&heads(k, nkv)?, cos, sin)?;
-            let mut v = heads(v, nkv)?;
-            if let Some(c) = cache.as_deref_mut() {
-                if let Some((pk, pv)) = &c.layers[i] {
-                    k = Tensor::cat(&[pk, &k], 2)?;
-                    v = Tensor::cat(&[pv, &v], 2)?;
-                }
-                c.layers[i] = Some((k.clone(), v.clone()));
+        let BlockInputs { cos, sin, mask } = *inputs;
+        let blk = &self.blocks[i];
+        let fused = self.ops == Ops::Fused;
+        let rotate = |x: &Tensor| {
+            if fused {
+                super::fused::rope(x, cos, sin)
+            } else {
+                rope(x, cos, sin)
             }
+        };
+        let y = self.norm_op(x, &blk.ln1)?;
+        // LoRA dropout acts on each adapter's input, one mask per module, as in PEFT.
+        let mut lin = |l: &AdaptedLinear, y: &Tensor| -> Result<Tensor> {
+            if fused {
+                l.forward_t(y, dropout.as_deref_mut())
+            } else {
+                l.forward_composed(y, dropout.as_deref_mut())
+            }
+        };
+        let (q, k, v) = (lin(&blk.q, &y)?, lin(&blk.k, &y)?, lin(&blk.v, &y)?);
+        let heads = |z: Tensor, n: usize| -> Result<Tensor> {
+            z.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous() // (b, n, t, d)
+        };
+        let q = rotate(&heads(q, nh)?)?;
+        let mut k = rotate(&heads(k, nkv)?)?;
+        let mut v = heads(v, nkv)?;
+        if let Some(c) = cache {
+            if let Some((pk, pv)) = &c.layers[i] {
+                k = Tensor::cat(&[pk, &k], 2)?;
+                v = Tensor::cat(&[pv, &v], 2)?;
+            }
+            c.layers[i] = Some((k.clone(), v.clone()));
+        }
+        let att = if fused {
+            // Query heads grouped under their key/value head, (b, kv, rep·t, d): no copies of
+            // the keys and values per query head.
+            let rep = nh / nkv;
+            let q = q.reshape((b, nkv, rep * t, hd))?;
+            let mask = Tensor::cat(&vec![mask; rep], mask.rank() - 2)?;
+            let p = super::fused::attention_probs(&q, &k, &mask, 1.0 / (hd as f64).sqrt())?;
+            p.matmul(&v)?.reshape((b, nh, t, hd))?
+        } else {
             let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
             let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
             let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
-            let att = p.matmul(&v)?.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-            x = (x + lin(&blk.o, &att)?)?;
-            let y = rms_norm(&x, &blk.ln2, cfg.rms_norm_eps)?;
-            let mlp = (lin(&blk.gate, &y)?.silu()? * lin(&blk.up, &y)?)?;
-            x = (x + lin(&blk.down, &mlp)?)?;
-        }
-        rms_norm(&x, &self.norm, cfg.rms_norm_eps)
+            p.matmul(&v)?
+        };
+        let att = att.transpose(1, 2)?.reshape((b, t, nh * hd))?;
+        let x = (x + lin(&blk.o, &att)?)?;
+        let y = self.norm_op(&x, &blk.ln2)?;
+        let mlp = (lin(&blk.gate, &y)?.silu()? * lin(&blk.up, &y)?)?;
+        x + lin(&blk.down, &mlp)?
     }
 
     /// Logits for every position: hidden (b, t, h) → (b, t, vocab).
     pub fn logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.lm_head.forward(hidden)
+    }
+
+    /// The output projection (vocab, hidden): the token embeddings when they are tied.
+    pub fn lm_head_weight(&self) -> &Tensor {
+        self.lm_head.weight()
     }
 
     /// Every weight under its Hugging Face name, adapters folded in, f32 (what `--merge` writes).
@@ -527,7 +624,14 @@ impl Decoder {
     }
 }
 
-/// (b, kv, t, d) → (b, kv·n, t, d), each key/value head repeated for its `n` query heads.
+/// What every layer of one forward pass shares: rotary tables and the additive attention mask.
+#[derive(Clone, Copy)]
+pub(crate) struct BlockInputs<'a> {
+    pub cos: &'a Tensor,
+    pub sin: &'a Tensor,
+    pub mask: &'a Tensor,
+}
+
 /// Keys and values of every layer for the tokens seen so far (incremental decoding).
 #[derive(Debug, Clone, Default)]
 pub struct KvCache {
@@ -603,6 +707,7 @@ impl KvCache {
     }
 }
 
+/// (b, kv, t, d) → (b, kv·n, t, d), each key/value head repeated for its `n` query heads.
 fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
     if n == 1 {
         return Ok(x);

@@ -146,7 +146,9 @@ pub fn seed_adapters(params: &[(String, candle_core::Var)], seed: u64) -> Result
     Ok(())
 }
 
-/// Seeded inverted dropout for adapter inputs (training only).
+/// Seeded inverted dropout for adapter inputs (training only). Cloning it replays its masks
+/// (gradient checkpointing recomputes a layer with the masks of its first pass).
+#[derive(Clone)]
 pub struct Dropout {
     pub p: f64,
     rng: ChaCha8Rng,
@@ -162,11 +164,25 @@ impl Dropout {
 
     /// `x` with each element zeroed with probability p and the rest scaled by 1/(1-p).
     pub fn apply(&mut self, x: &Tensor) -> candle_core::Result<Tensor> {
+        match self.mask(x.shape(), x.device())? {
+            Some(m) => x * m.to_dtype(x.dtype())?,
+            None => Ok(x.clone()),
+        }
+    }
+}
+
+impl Dropout {
+    /// The next mask of `shape` (0 or 1/(1-p) per element), or `None` without dropout.
+    pub fn mask(
+        &mut self,
+        shape: &candle_core::Shape,
+        device: &candle_core::Device,
+    ) -> candle_core::Result<Option<Tensor>> {
         if self.p <= 0.0 {
-            return Ok(x.clone());
+            return Ok(None);
         }
         let keep = 1.0 / (1.0 - self.p) as f32;
-        let mask: Vec<f32> = (0..x.elem_count())
+        let mask: Vec<f32> = (0..shape.elem_count())
             .map(|_| {
                 if self.rng.random::<f64>() < self.p {
                     0.0
@@ -175,14 +191,88 @@ impl Dropout {
                 }
             })
             .collect();
-        let mask = Tensor::from_vec(mask, x.shape(), x.device())?.to_dtype(x.dtype())?;
-        x * mask
+        Tensor::from_vec(mask, shape, device).map(Some)
     }
 }
 
 impl AdaptedLinear {
     /// The forward pass, with dropout on the adapter's input when `dropout` is given.
+    ///
+    /// A frozen base weight goes through one [`fused`](super::fused) node whose backward gives
+    /// the input and the adapter their gradients and the frozen weight none: candle's autograd
+    /// would compute a weight gradient for every frozen matrix (one per batch row, kept until the
+    /// step ends — at batch 4 four f32 copies of the model) and keep the adapter's intermediates.
+    /// A trainable weight (full fine-tuning) goes through plain autograd, the input flattened so
+    /// its gradient is one matrix product.
     pub fn forward_t(
+        &self,
+        x: &Tensor,
+        dropout: Option<&mut Dropout>,
+    ) -> candle_core::Result<Tensor> {
+        let w = self.base.weight();
+        let dims = x.dims().to_vec();
+        let (inp, out) = (dims[dims.len() - 1], w.dim(0)?);
+        let mut out_dims = dims.clone();
+        *out_dims.last_mut().expect("a linear input has dimensions") = out;
+        let x2 = x.reshape(((), inp))?;
+        let bias = self.base.bias().cloned();
+        let with_bias = |y: Tensor| match &bias {
+            Some(b) => y.broadcast_add(b),
+            None => Ok(y),
+        };
+        if w.track_op() {
+            let y = with_bias(x2.matmul(&w.t()?)?)?;
+            let y = match &self.adapter {
+                None => y,
+                Some(ad) => (y + low_rank(&x2, ad, dropout)?.to_dtype(w.dtype())?)?,
+            };
+            return y.reshape(out_dims);
+        }
+        let xd = x2.detach();
+        let base = with_bias(xd.matmul(&w.t()?)?)?;
+        let y = match &self.adapter {
+            None => {
+                let w = w.clone();
+                super::fused::attach(
+                    "linear",
+                    &[&x2],
+                    base,
+                    Box::new(move |_, _, g| Ok(vec![Some(g.matmul(&w)?)])),
+                )?
+            }
+            Some((a, b, scale)) => {
+                let mask = match dropout {
+                    Some(d) => d.mask(xd.shape(), xd.device())?,
+                    None => None,
+                };
+                let xa = dropped(xd.to_dtype(a.dtype())?, &mask)?;
+                let low = (xa.matmul(&a.detach().t()?)? * *scale)?.matmul(&b.detach().t()?)?;
+                let value = (base + low.to_dtype(w.dtype())?)?;
+                let (w, s) = (w.clone(), *scale);
+                super::fused::attach(
+                    "lora-linear",
+                    &[&x2, a, b],
+                    value,
+                    Box::new(move |args, _, g| {
+                        let (x, a, b) = (args[0], args[1], args[2]);
+                        let gf = g.to_dtype(a.dtype())?;
+                        let gb = gf.matmul(b)?; // (m, r)
+                        let xa = dropped(x.to_dtype(a.dtype())?, &mask)?;
+                        let dxa = dropped((gb.matmul(a)? * s)?, &mask)?;
+                        let dx = (g.matmul(&w)? + dxa.to_dtype(g.dtype())?)?;
+                        let da = (gb.t()?.matmul(&xa)? * s)?;
+                        let db = (gf.t()?.matmul(&xa.matmul(&a.t()?)?)? * s)?;
+                        Ok(vec![Some(dx), Some(da), Some(db)])
+                    }),
+                )?
+            }
+        };
+        y.reshape(out_dims)
+    }
+
+    /// The forward pass from candle's composed ops and autograd: the reference the fused pass is
+    /// tested against.
+    pub(crate) fn forward_composed(
         &self,
         x: &Tensor,
         dropout: Option<&mut Dropout>,
@@ -190,19 +280,37 @@ impl AdaptedLinear {
         let y = self.base.forward(x)?;
         match &self.adapter {
             None => Ok(y),
-            Some((a, b, scale)) => {
-                // Adapters stay f32 (AdamW needs it) under bf16 base weights.
-                let x = x.to_dtype(a.dtype())?;
-                let x = match dropout {
-                    Some(d) => d.apply(&x)?,
-                    None => x,
-                };
-                let low = x.broadcast_matmul(&a.t()?)?.broadcast_matmul(&b.t()?)?;
+            Some(ad) => {
                 let dtype = y.dtype();
-                y + (low * *scale)?.to_dtype(dtype)?
+                y + low_rank(x, ad, dropout)?.to_dtype(dtype)?
             }
         }
     }
+}
+
+/// `x ⊙ mask` (the dropout mask), or `x` without one.
+fn dropped(x: Tensor, mask: &Option<Tensor>) -> candle_core::Result<Tensor> {
+    match mask {
+        Some(m) => x * m,
+        None => Ok(x),
+    }
+}
+
+/// `scale · dropout(x) Aᵀ Bᵀ` by composed ops; adapters stay f32 (AdamW needs it) under bf16
+/// base weights.
+fn low_rank(
+    x: &Tensor,
+    (a, b, scale): &(Tensor, Tensor, f64),
+    dropout: Option<&mut Dropout>,
+) -> candle_core::Result<Tensor> {
+    let x = x.to_dtype(a.dtype())?;
+    let x = match dropout {
+        Some(d) => d.apply(&x)?,
+        None => x,
+    };
+    x.broadcast_matmul(&a.t()?)?
+        .broadcast_matmul(&b.t()?)?
+        .affine(*scale, 0.0)
 }
 
 impl Module for AdaptedLinear {

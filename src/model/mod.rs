@@ -1,11 +1,12 @@
 //! Language models: the trainable Llama/Qwen2-family decoder (`decoder`) and its LoRA adapters
-//! (`lora`), reading weights (`weights`, `gguf`), devices and precision (`device`),
+//! (`lora`), training ops with a hand-written backward (`fused`), reading weights (`weights`, `gguf`), devices and precision (`device`),
 //! conversations and chat templates (`chat`), and greedy generation (`generate`). Fine-tuning,
 //! generation and decoder embeddings all build on [`decoder::Decoder`].
 
 pub mod chat;
 pub mod decoder;
 pub mod device;
+pub mod fused;
 pub mod generate;
 pub(crate) mod gguf;
 pub mod lora;
