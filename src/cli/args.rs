@@ -340,6 +340,11 @@ pub(super) struct FinetuneArgs {
     /// Tokens per conversation (longer ones are cut at the end).
     #[arg(long, default_value_t = FinetuneOptions::default().max_len)]
     pub max_len: usize,
+    /// Keep only each decoder layer's input during the forward pass and recompute the layer in
+    /// the backward pass: activation memory drops to about one layer's, for one more forward
+    /// pass of compute. Gradients are the same.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     #[arg(long, value_enum, default_value_t = FinetuneOptions::default().template)]
     pub template: ChatTemplate,
     /// Seed of the data order, the adapters' initialisation and dropout.
@@ -399,6 +404,7 @@ impl FinetuneArgs {
                 max_grad_norm: self.max_grad_norm,
                 weight_decay: self.weight_decay,
                 seed: self.seed,
+                gradient_checkpointing: self.gradient_checkpointing,
             },
             merge: self.merge,
             save_every: self.save_every,

@@ -62,9 +62,14 @@ impl RunIdentity {
         if let Some((_, what)) = named.into_iter().find(|(differs, _)| *differs) {
             return Ok(Some(what));
         }
+        // Checkpointing changes memory, not the arithmetic: a run may resume with or without it.
+        let same_math = |t: &TrainConfig| TrainConfig {
+            gradient_checkpointing: false,
+            ..t.clone()
+        };
         let (now, then) = (
-            serde_json::to_value(&self.train)?,
-            serde_json::to_value(&saved.train)?,
+            serde_json::to_value(same_math(&self.train))?,
+            serde_json::to_value(same_math(&saved.train))?,
         );
         let flat = |v: &serde_json::Value| -> Vec<(String, serde_json::Value)> {
             let mut out = Vec::new();

@@ -1,6 +1,7 @@
 //! Fine-tuning: the SFT/DFT/BFT losses (`loss`) and the tools that show how BFT weighs data.
 //! The training loop and decoder models build on these.
 
+pub mod ce;
 pub(crate) mod checkpoint;
 pub mod data;
 pub mod finetune;

@@ -7,14 +7,13 @@
 use std::time::Instant;
 
 use anyhow::{bail, Result};
-use candle_core::backprop::GradStore;
-use candle_core::Var;
+use candle_core::{Tensor, Var};
 use serde::{Deserialize, Serialize};
 
 use super::data::length_bucketed_batches;
 use super::loss::LossConfig;
 use super::optim::AdamW;
-use super::step::{weighted_loss_t, Sample};
+use super::step::{loss_and_grads, Gradients, Sample};
 use crate::model::lora::Dropout;
 use crate::model::Decoder;
 
@@ -32,6 +31,10 @@ pub struct TrainConfig {
     pub max_grad_norm: f64,
     pub weight_decay: f64,
     pub seed: u64,
+    /// Keep only each decoder layer's input in the forward pass and recompute the layer in the
+    /// backward pass (less memory, one more forward pass of compute).
+    #[serde(default)]
+    pub gradient_checkpointing: bool,
 }
 
 impl Default for TrainConfig {
@@ -49,6 +52,7 @@ impl Default for TrainConfig {
             max_grad_norm: 1.0,
             weight_decay: 0.0,
             seed: 0,
+            gradient_checkpointing: false,
         }
     }
 }
@@ -150,7 +154,7 @@ pub fn planned_steps(samples: usize, cfg: &TrainConfig) -> usize {
 
 /// One optimizer step's gradients, summed over its micro-batches, and what to log of them.
 struct Accumulated {
-    grads: GradStore,
+    grads: Gradients,
     loss: f64,
     tokens: usize,
     sample_weight_sum: f64,
@@ -192,7 +196,7 @@ fn accumulate(
     cfg: &TrainConfig,
     step: usize,
 ) -> Result<Accumulated> {
-    let mut grads: Option<GradStore> = None;
+    let mut grads = Gradients::new();
     let (mut loss_sum, mut tokens, mut sw, mut tw, mut n) = (0.0, 0, 0.0, 0.0, 0);
     for (micro, batch) in group.iter().enumerate() {
         let batch: Vec<Sample> = batch.iter().map(|&i| samples[i].clone()).collect();
@@ -204,42 +208,45 @@ fn accumulate(
                 cfg.seed ^ key.wrapping_mul(0x9E37_79B9_7F4A_7C15),
             )
         });
-        let out = weighted_loss_t(model, &batch, &cfg.loss, dropout.as_mut())?;
-        let scaled = (out.loss / group.len() as f64)?;
-        let value = scaled.to_scalar::<f32>()? as f64;
-        if !value.is_finite() {
+        let (out, g) = loss_and_grads(
+            model,
+            vars,
+            &batch,
+            &cfg.loss,
+            dropout.as_mut(),
+            1.0 / group.len() as f64,
+            cfg.gradient_checkpointing,
+        )?;
+        let Some(g) = g else {
             bail!(
-                "loss became {value} at step {}; stopped before updating the weights (outputs \
+                "loss became {} at step {}; stopped before updating the weights (outputs \
                  not written; checkpoints so far are intact)",
+                out.loss,
                 step + 1
             );
-        }
-        loss_sum += value;
+        };
+        loss_sum += out.loss;
         tokens += out.tokens;
         for w in &out.weights {
             sw += w.sample_weight;
             tw += w.mean_token_weight();
             n += 1;
         }
-        let g = scaled.backward()?;
-        grads = Some(match grads {
-            None => g,
-            Some(mut acc) => {
-                for v in vars {
-                    if let Some(new) = g.get(v.as_tensor()) {
-                        let sum = match acc.get(v.as_tensor()) {
-                            Some(old) => (old + new)?,
-                            None => new.clone(),
-                        };
-                        acc.insert(v.as_tensor(), sum);
-                    }
+        if grads.is_empty() {
+            grads = g;
+        } else {
+            for (acc, new) in grads.iter_mut().zip(g) {
+                if let Some(new) = new {
+                    *acc = Some(match acc.take() {
+                        Some(old) => (old + new)?,
+                        None => new,
+                    });
                 }
-                acc
             }
-        });
+        }
     }
     Ok(Accumulated {
-        grads: grads.expect("at least one micro-batch"),
+        grads,
         loss: loss_sum,
         tokens,
         sample_weight_sum: sw,
@@ -248,21 +255,26 @@ fn accumulate(
     })
 }
 
-/// The global gradient norm, and the gradients scaled down to `max_norm` when above it (0 =
-/// no clipping).
-fn clip(grads: &mut GradStore, vars: &[Var], max_norm: f64) -> Result<f64> {
-    let mut sq = 0.0f64;
-    for v in vars {
-        if let Some(g) = grads.get(v.as_tensor()) {
-            sq += g.sqr()?.sum_all()?.to_scalar::<f32>()? as f64;
-        }
+/// The global gradient norm (one reduction on the device, one read back), and the gradients
+/// scaled down to `max_norm` when above it (0 = no clipping).
+fn clip(grads: &mut Gradients, max_norm: f64) -> Result<f64> {
+    let mut sq: Option<Tensor> = None;
+    for g in grads.iter().flatten() {
+        let s = g.to_dtype(candle_core::DType::F32)?.sqr()?.sum_all()?;
+        sq = Some(match sq {
+            Some(acc) => (acc + s)?,
+            None => s,
+        });
     }
-    let norm = sq.sqrt();
+    let norm = match sq {
+        Some(s) => (s.to_scalar::<f32>()? as f64).sqrt(),
+        None => 0.0,
+    };
     if max_norm > 0.0 && norm > max_norm {
         let scale = max_norm / norm;
-        for v in vars {
-            if let Some(g) = grads.remove(v.as_tensor()) {
-                grads.insert(v.as_tensor(), (g * scale)?);
+        for g in grads.iter_mut() {
+            if let Some(t) = g.take() {
+                *g = Some((t * scale)?);
             }
         }
     }
@@ -314,7 +326,7 @@ pub fn train(
             let longest = group.iter().flatten().map(|&i| lengths[i]).max();
             let failed = |e| step_failed(e, step + 1, cfg.batch_size, longest.unwrap_or(0));
             let mut acc = accumulate(model, &vars, group, samples, cfg, step).map_err(failed)?;
-            let grad_norm = clip(&mut acc.grads, &vars, cfg.max_grad_norm).map_err(failed)?;
+            let grad_norm = clip(&mut acc.grads, cfg.max_grad_norm).map_err(failed)?;
             if !grad_norm.is_finite() {
                 bail!(
                     "gradient norm became {grad_norm} at step {}; stopped before updating the \

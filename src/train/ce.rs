@@ -1,0 +1,172 @@
+//! The output layer's cross-entropy in chunks of rows: gold-token log-probabilities, and the
+//! gradients of `−log p` with respect to the final hidden states and to the output weight,
+//! computed a few hundred rows at a time so that the (tokens × vocabulary) logits never exist
+//! whole, and never on the autograd graph.
+//!
+//! For a row with hidden state `h`, output weight `W` (vocab × hidden), `p = softmax(W h)` and
+//! gold token `y`: `∂(−log p_y)/∂h = Wᵀ p − W_y` and `∂(−log p_y)/∂W = (p − e_y) hᵀ`. The loss
+//! weights of DFT/BFT need every log-probability of a sample before any gradient can be weighed,
+//! so the hidden-state gradient is returned unweighted (the caller scales each row by its
+//! factor) and the weight gradient, needed only when the output weight trains, is a second pass
+//! that takes the factors.
+
+use candle_core::{DType, Result, Tensor, D};
+
+/// Elements of one chunk's logits (rows × vocabulary): 64 MiB in f32.
+const CHUNK_ELEMS: usize = 1 << 24;
+
+fn chunk_rows(vocab: usize) -> usize {
+    (CHUNK_ELEMS / vocab.max(1)).max(1)
+}
+
+/// Gold log-probabilities of `n` rows, and (with `with_grad`) the unweighted hidden-state
+/// gradients (n, hidden) in f32.
+pub struct GoldLogprobs {
+    pub logp: Vec<f32>,
+    pub hidden_grad: Option<Tensor>,
+}
+
+/// Log-probabilities and probabilities of one chunk: logits (rows, vocab) → (log p of the gold
+/// tokens, softmax) in f32.
+fn chunk(w: &Tensor, h: &Tensor, targets: &Tensor) -> Result<(Tensor, Tensor)> {
+    let logits = h.matmul(&w.t()?)?.to_dtype(DType::F32)?;
+    let max = logits.max_keepdim(D::Minus1)?;
+    let e = logits.broadcast_sub(&max)?.exp()?;
+    let sum = e.sum_keepdim(D::Minus1)?;
+    let gold = logits.gather(&targets.unsqueeze(1)?, D::Minus1)?;
+    let logp = ((gold - max)? - sum.log()?)?.squeeze(1)?;
+    Ok((logp, e.broadcast_div(&sum)?))
+}
+
+/// `h` (n, hidden) are final hidden states (detached, the weight's dtype), `targets` their gold
+/// tokens.
+pub fn gold_logprobs(
+    w: &Tensor,
+    h: &Tensor,
+    targets: &[u32],
+    with_grad: bool,
+) -> Result<GoldLogprobs> {
+    gold_logprobs_in(w, h, targets, with_grad, chunk_rows(w.dim(0)?))
+}
+
+fn gold_logprobs_in(
+    w: &Tensor,
+    h: &Tensor,
+    targets: &[u32],
+    with_grad: bool,
+    rows: usize,
+) -> Result<GoldLogprobs> {
+    // Values only: nothing computed here may carry a trainable weight's graph.
+    let (w, h) = (&w.detach(), &h.detach());
+    let n = h.dim(0)?;
+    if n != targets.len() {
+        candle_core::bail!("{n} hidden rows for {} targets", targets.len());
+    }
+    let (mut logp, mut grads) = (Vec::with_capacity(n), Vec::new());
+    for start in (0..n).step_by(rows) {
+        let len = rows.min(n - start);
+        let hc = h.narrow(0, start, len)?;
+        let tc = Tensor::from_slice(&targets[start..start + len], len, h.device())?;
+        let (lp, p) = chunk(w, &hc, &tc)?;
+        logp.extend(lp.to_vec1::<f32>()?);
+        if with_grad {
+            let g = (p.to_dtype(w.dtype())?.matmul(w)? - w.index_select(&tc, 0)?)?;
+            grads.push(g.to_dtype(DType::F32)?);
+        }
+    }
+    let hidden_grad = match (with_grad, grads.is_empty()) {
+        (false, _) => None,
+        (true, true) => Some(Tensor::zeros((0, h.dim(1)?), DType::F32, h.device())?),
+        (true, false) => Some(Tensor::cat(&grads, 0)?),
+    };
+    Ok(GoldLogprobs { logp, hidden_grad })
+}
+
+/// `Σ_rows factor · (p − e_y) hᵀ`: the output weight's gradient (vocab, hidden), in its dtype.
+pub fn weight_grad(w: &Tensor, h: &Tensor, targets: &[u32], factors: &[f32]) -> Result<Tensor> {
+    weight_grad_in(w, h, targets, factors, chunk_rows(w.dim(0)?))
+}
+
+fn weight_grad_in(
+    w: &Tensor,
+    h: &Tensor,
+    targets: &[u32],
+    factors: &[f32],
+    rows: usize,
+) -> Result<Tensor> {
+    let (w, h) = (&w.detach(), &h.detach());
+    let n = h.dim(0)?;
+    let mut acc = Tensor::zeros(w.shape(), DType::F32, w.device())?;
+    for start in (0..n).step_by(rows) {
+        let len = rows.min(n - start);
+        let hc = h.narrow(0, start, len)?;
+        let tc = Tensor::from_slice(&targets[start..start + len], len, h.device())?;
+        let f = Tensor::from_slice(&factors[start..start + len], (len, 1), h.device())?;
+        let (_, p) = chunk(w, &hc, &tc)?;
+        let hf = hc.to_dtype(DType::F32)?.broadcast_mul(&f)?;
+        let dense = p.t()?.matmul(&hf)?;
+        let gold = Tensor::zeros(w.shape(), DType::F32, w.device())?.index_add(&tc, &hf, 0)?;
+        acc = ((acc + dense)? - gold)?;
+    }
+    acc.to_dtype(w.dtype())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    #[test]
+    fn chunks_give_autograds_log_probabilities_and_gradients() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (n, hd, vocab) = (7, 5, 11);
+        let mut r =
+            |k: usize| -> Vec<f32> { (0..k).map(|_| rng.random_range(-1.0..1.0)).collect() };
+        let w = Tensor::from_vec(r(vocab * hd), (vocab, hd), &Device::Cpu).unwrap();
+        let h = Tensor::from_vec(r(n * hd), (n, hd), &Device::Cpu).unwrap();
+        let targets: Vec<u32> = vec![0, 3, 10, 3, 7, 1, 3];
+        let factors: Vec<f32> = vec![0.5, 1.0, 0.0, 2.0, 0.1, 0.3, 1.5];
+        // Autograd through the whole logits.
+        let (wv, hv) = (Var::from_tensor(&w).unwrap(), Var::from_tensor(&h).unwrap());
+        let logits = hv.as_tensor().matmul(&wv.as_tensor().t().unwrap()).unwrap();
+        let ls = candle_nn::ops::log_softmax(&logits, D::Minus1).unwrap();
+        let t = Tensor::new(targets.as_slice(), &Device::Cpu).unwrap();
+        let gold = ls
+            .gather(&t.unsqueeze(1).unwrap(), 1)
+            .unwrap()
+            .squeeze(1)
+            .unwrap();
+        let f = Tensor::new(factors.as_slice(), &Device::Cpu).unwrap();
+        let loss = (gold.clone() * &f)
+            .unwrap()
+            .sum_all()
+            .unwrap()
+            .neg()
+            .unwrap();
+        let g = loss.backward().unwrap();
+        // Chunks of 3 rows: 7 rows make two full chunks and a short one.
+        let out = gold_logprobs_in(&w, &h, &targets, true, 3).unwrap();
+        let want: Vec<f32> = gold.to_vec1().unwrap();
+        for (a, b) in out.logp.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        let hg = out
+            .hidden_grad
+            .unwrap()
+            .broadcast_mul(&f.unsqueeze(1).unwrap())
+            .unwrap();
+        let d = crate::model::max_abs_diff(&hg, g.get(hv.as_tensor()).unwrap()).unwrap();
+        assert!(d < 1e-5, "hidden gradient differs by {d}");
+        let wg = weight_grad_in(&w, &h, &targets, &factors, 3).unwrap();
+        let d = crate::model::max_abs_diff(&wg, g.get(wv.as_tensor()).unwrap()).unwrap();
+        assert!(d < 1e-5, "weight gradient differs by {d}");
+    }
+
+    #[test]
+    fn chunk_rows_cover_big_vocabularies() {
+        assert_eq!(chunk_rows(1 << 24), 1);
+        assert_eq!(chunk_rows(1 << 30), 1);
+        assert_eq!(chunk_rows(49_152), 341);
+    }
+}
