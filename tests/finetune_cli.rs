@@ -500,3 +500,30 @@ fn settings_that_cannot_train_are_refused_before_anything_is_written() {
         assert_eq!(now, log, "{bad} touched the previous run's log");
     }
 }
+
+#[test]
+fn checkpointing_keeps_the_losses_and_a_quantised_base_is_checked() {
+    let dir = setup("llama");
+    let opts = "--loss bft --lora-r 4 --max-steps 3 --lora-dropout 0.1";
+    finetune(&dir, "plain", opts).success();
+    finetune(&dir, "ckpt", &format!("{opts} --gradient-checkpointing")).success();
+    let losses = |name: &str| -> Vec<f64> {
+        log(&dir, name)
+            .iter()
+            .map(|s| s["loss"].as_f64().unwrap())
+            .collect()
+    };
+    let (a, b) = (losses("plain"), losses("ckpt"));
+    assert_eq!(a.len(), 3);
+    for (x, y) in a.iter().zip(&b) {
+        assert!((x - y).abs() < 1e-6 * x.abs().max(1.0), "{a:?} vs {b:?}");
+    }
+    // The tiny model's layers take 16 inputs: no whole q4_k block of 256.
+    finetune(&dir, "q", "--base-quant q4_k --max-steps 1")
+        .failure()
+        .stderr(contains("--base-quant"))
+        .stderr(contains("model.layers.0.self_attn.q_proj"));
+    finetune(&dir, "f", "--full --base-quant q8_0 --max-steps 1")
+        .failure()
+        .stderr(contains("full fine-tuning"));
+}

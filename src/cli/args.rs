@@ -16,7 +16,7 @@ use crate::eval::suite::ProbeOptions;
 use crate::io::texts;
 use crate::model::chat::ChatTemplate;
 use crate::model::generate::DescribeOptions;
-use crate::model::lora::LoraConfig;
+use crate::model::lora::{BaseQuant, LoraConfig};
 use crate::model::{DeviceSpec, Precision};
 use crate::pipeline::{DataOptions, ProbeRequest, RunRequest, REPORTS_DIR};
 use crate::train::data::ProfileDataOptions;
@@ -314,6 +314,11 @@ pub(super) struct FinetuneArgs {
     /// Comma-separated modules to adapt [default: all seven linear layers].
     #[arg(long, value_delimiter = ',')]
     pub lora_targets: Vec<String>,
+    /// How LoRA holds the frozen base: auto (a GGUF file keeps its own quantisation, other
+    /// models stay dense), dense, or quantised to q8_0 / q4_k (QLoRA-style: the blocks stay in
+    /// memory and are dequantised one layer at a time for the forward and backward passes).
+    #[arg(long, value_enum, default_value_t = BaseQuant::Auto)]
+    pub base_quant: BaseQuant,
     /// Peak learning rate (AdamW).
     #[arg(long, default_value_t = TrainConfig::default().lr)]
     pub lr: f64,
@@ -393,6 +398,7 @@ impl FinetuneArgs {
             template: self.template,
             max_len: self.max_len,
             lora,
+            base_quant: self.base_quant,
             train: TrainConfig {
                 loss: self.loss.config(),
                 lr: self.lr,

@@ -12,7 +12,7 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, Init, Linear, VarBuilder};
 
-use super::lora::{AdaptedLinear, Dropout, LoraConfig};
+use super::lora::{AdaptedLinear, Dropout, Frozen, LoraConfig};
 use serde::{Deserialize, Serialize};
 
 /// The fields of a Hugging Face `config.json` this decoder reads (Llama and Qwen2).
@@ -265,9 +265,25 @@ impl Block {
             ("mlp.down_proj", &self.down),
         ]
     }
+
+    fn linears_mut(&mut self) -> [(&'static str, &mut AdaptedLinear); 7] {
+        [
+            ("self_attn.q_proj", &mut self.q),
+            ("self_attn.k_proj", &mut self.k),
+            ("self_attn.v_proj", &mut self.v),
+            ("self_attn.o_proj", &mut self.o),
+            ("mlp.gate_proj", &mut self.gate),
+            ("mlp.up_proj", &mut self.up),
+            ("mlp.down_proj", &mut self.down),
+        ]
+    }
 }
 
 /// The decoder: token embedding, blocks, final norm and LM head.
+/// Quantised linear weights under Hugging Face names.
+pub type Quantized =
+    std::collections::HashMap<String, std::sync::Arc<candle_core::quantized::QTensor>>;
+
 pub struct Decoder {
     pub config: DecoderConfig,
     /// LoRA dropout probability (0 without adapters); used by training only.
@@ -296,6 +312,41 @@ impl Decoder {
         cfg: &DecoderConfig,
         lora: Option<(&LoraConfig, VarBuilder)>,
     ) -> Result<Self> {
+        Self::load_parts(vb, cfg, lora, &Quantized::new())
+    }
+
+    /// Like [`Decoder::load_with_lora`], the linear weights named in `quantized` (Hugging Face
+    /// names) taken in their blocks instead of from `vb`.
+    pub fn load_parts(
+        vb: VarBuilder,
+        cfg: &DecoderConfig,
+        lora: Option<(&LoraConfig, VarBuilder)>,
+        quantized: &Quantized,
+    ) -> Result<Self> {
+        let dtype = vb.dtype();
+        let linear = |vb: VarBuilder, inp: usize, out: usize, bias: bool| -> Result<Frozen> {
+            match quantized.get(&format!("{}.weight", vb.prefix())) {
+                Some(q) => {
+                    if q.shape().dims2()? != (out, inp) {
+                        candle_core::bail!(
+                            "{}.weight: {:?}, expected ({out}, {inp})",
+                            vb.prefix(),
+                            q.shape()
+                        );
+                    }
+                    Ok(Frozen::Quantized {
+                        weight: q.clone(),
+                        bias: if bias {
+                            Some(vb.get(out, "bias")?)
+                        } else {
+                            None
+                        },
+                        dtype,
+                    })
+                }
+                None => linear(vb, inp, out, bias).map(Frozen::Dense),
+            }
+        };
         let (h, hd) = (cfg.hidden_size, cfg.head_dim());
         let (nh, nkv) = (cfg.num_attention_heads, cfg.kv_heads());
         let m = vb.pp("model");
@@ -306,7 +357,7 @@ impl Decoder {
             let l = m.pp(format!("layers.{i}"));
             let a = l.pp("self_attn");
             let mlp = l.pp("mlp");
-            let adapt = |base: Linear, module: &str, group: &str| -> Result<AdaptedLinear> {
+            let adapt = |base: Frozen, module: &str, group: &str| -> Result<AdaptedLinear> {
                 match &lora {
                     Some((lc, lvb)) if lc.target_modules.iter().any(|t| t == module) => {
                         let name = format!("model.layers.{i}.{group}.{module}");
@@ -380,6 +431,34 @@ impl Decoder {
             dtype,
             ops: Ops::Fused,
         })
+    }
+
+    /// Puts every dense frozen linear weight of the blocks into `q` blocks (QLoRA-style), freeing
+    /// the dense copies. Errors name the first layer whose input size the block does not divide.
+    pub fn quantize_base(&mut self, q: candle_core::quantized::GgmlDType) -> anyhow::Result<()> {
+        for (i, blk) in self.blocks.iter_mut().enumerate() {
+            for (name, lin) in blk.linears_mut() {
+                if let Frozen::Dense(_) = lin.base {
+                    lin.base = lin
+                        .base
+                        .quantize(q)
+                        .map_err(|e| anyhow::anyhow!("model.layers.{i}.{name}: {e}"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Bytes of the frozen linear weights as held (quantised blocks or dense).
+    pub fn frozen_linear_bytes(&self) -> usize {
+        self.blocks
+            .iter()
+            .flat_map(|b| b.linears())
+            .map(|(_, l)| match &l.base {
+                Frozen::Dense(d) => d.weight().elem_count() * d.weight().dtype().size_in_bytes(),
+                Frozen::Quantized { weight, .. } => weight.storage_size_in_bytes(),
+            })
+            .sum()
     }
 
     /// The same decoder running candle's composed ops and autograd (the tests' reference).

@@ -4,7 +4,8 @@
 //! llama.cpp's converter permutes the rows of Llama's q/k projections for its interleaved RoPE;
 //! they are permuted back here, so [`super::decoder::Decoder`] (Hugging Face's half-split RoPE) runs GGUF
 //! and safetensors weights alike. Qwen2 files are not permuted. Quantised tensors are dequantised
-//! to f32 at load. Tokenizers: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the
+//! to f32 at load, except, when asked (LoRA training over a quantised base), the blocks' linear
+//! weights, which stay in the file's quantisation (Llama's permuted q/k are dequantised). Tokenizers: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the
 //! pre-tokenizers `gpt2`/`default` (GPT-2 regex) and `smollm`/`starcoder`/`refact` (single digits,
 //! then the GPT-2 regex); other kinds are an error rather than a silently different tokenizer.
 
@@ -23,6 +24,8 @@ pub(crate) struct GgufModel {
     pub config: DecoderConfig,
     /// f32 tensors under Hugging Face names (`model.layers.0.self_attn.q_proj.weight`, ...).
     pub tensors: HashMap<String, Tensor>,
+    /// Linear weights kept quantised (only with `keep_quantized`).
+    pub quantized: super::decoder::Quantized,
     pub tokenizer: Tokenizer,
 }
 
@@ -210,7 +213,7 @@ fn check_tensor_extent(c: &Content, name: &str, file_size: u64) -> Result<()> {
 }
 
 /// Reads a GGUF file: configuration, dequantised tensors, tokenizer.
-pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
+pub(crate) fn load(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufModel> {
     let file = path.display().to_string();
     let mut reader = std::fs::File::open(path).with_context(|| format!("{file}: cannot open"))?;
     let c =
@@ -256,8 +259,26 @@ pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
         .with_context(|| format!("{file}: cannot read"))?
         .len();
     let mut tensors = HashMap::new();
-    for name in c.tensor_infos.keys() {
+    let mut quantized = HashMap::new();
+    for (name, info) in &c.tensor_infos {
         let Some(hf) = hf_name(name) else { continue };
+        let permuted = arch == "llama" && (name.contains(".attn_q.") || name.contains(".attn_k."));
+        let block_linear = hf.starts_with("model.layers.") && hf.ends_with("_proj.weight");
+        let dense = matches!(
+            info.ggml_dtype,
+            candle_core::quantized::GgmlDType::F32
+                | candle_core::quantized::GgmlDType::F16
+                | candle_core::quantized::GgmlDType::BF16
+        );
+        if keep_quantized && block_linear && !permuted && !dense {
+            let q = (|| -> Result<_> {
+                check_tensor_extent(&c, name, file_size)?;
+                Ok(c.tensor(&mut reader, name, device)?)
+            })()
+            .with_context(|| format!("{file}: tensor '{name}'"))?;
+            quantized.insert(hf, std::sync::Arc::new(q));
+            continue;
+        }
         let mut read = || -> Result<Tensor> {
             check_tensor_extent(&c, name, file_size)?;
             let q = c.tensor(&mut reader, name, device)?;
@@ -275,6 +296,7 @@ pub(crate) fn load(path: &Path, device: &Device) -> Result<GgufModel> {
         tokenizer: tokenizer(&c, &file)?,
         config,
         tensors,
+        quantized,
     })
 }
 
@@ -307,7 +329,7 @@ mod tests {
                 &Device::Cpu,
             )
             .unwrap();
-            let g = load(&gguf, &Device::Cpu).unwrap();
+            let g = load(&gguf, &Device::Cpu, false).unwrap();
             assert_eq!(g.config.hidden_size, cfg.hidden_size);
             assert_eq!(
                 g.config.tie_word_embeddings, cfg.tie_word_embeddings,
@@ -325,7 +347,7 @@ mod tests {
         crate::fixtures::write_tiny_decoder(dir.path(), "llama").unwrap();
         let gguf = dir.path().join("tiny.gguf");
         crate::fixtures::write_tiny_gguf(dir.path(), &gguf).unwrap();
-        let g = load(&gguf, &Device::Cpu).unwrap();
+        let g = load(&gguf, &Device::Cpu, false).unwrap();
         let ids = |s: &str| g.tokenizer.encode(s, false).unwrap().get_ids().to_vec();
         // Merges: a b -> ab, Ġ a -> Ġa, ab c -> abc, Ġa b -> Ġab (ranks in that order).
         assert_eq!(ids("ab abc"), vec![5, 4, 7]);
@@ -367,7 +389,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.gguf");
         std::fs::write(&p, b"not a gguf").unwrap();
-        let e = load(&p, &Device::Cpu).err().unwrap().to_string();
+        let e = load(&p, &Device::Cpu, false).err().unwrap().to_string();
         assert!(e.contains("x.gguf") && e.contains("not a GGUF file"), "{e}");
     }
 }

@@ -3,9 +3,14 @@
 //! model). Adapters are saved with PEFT's tensor names and an `adapter_config.json`.
 //! Dropout (`lora_dropout`) acts on the adapter's input during training only, with masks drawn
 //! from a seeded generator so that runs and resumed runs repeat exactly.
+//! The frozen base may be quantised ([`Frozen::Quantized`], QLoRA-style): its blocks stay in
+//! memory and are dequantised for each forward and backward use, one layer at a time.
+
+use std::sync::Arc;
 
 use anyhow::{bail, Result};
-use candle_core::{Module, Tensor};
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{DType, Module, Tensor};
 use candle_nn::{Init, Linear, VarBuilder};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -80,10 +85,107 @@ impl LoraConfig {
     }
 }
 
+/// How the frozen base weights of a LoRA run are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum BaseQuant {
+    /// A GGUF file's linear weights stay in its own quantisation; other models stay dense.
+    #[default]
+    Auto,
+    /// Dense weights in the run's dtype (a GGUF file is dequantised at load).
+    Dense,
+    /// 8-bit blocks of 32 (8.5 bits per weight).
+    #[value(name = "q8_0")]
+    #[serde(rename = "q8_0")]
+    Q8_0,
+    /// 4-bit k-quant super-blocks of 256 (4.5 bits per weight).
+    #[value(name = "q4_k")]
+    #[serde(rename = "q4_k")]
+    Q4K,
+}
+
+impl BaseQuant {
+    /// The block format to quantise dense weights into, if any.
+    pub fn ggml(self) -> Option<GgmlDType> {
+        match self {
+            Self::Q8_0 => Some(GgmlDType::Q8_0),
+            Self::Q4K => Some(GgmlDType::Q4K),
+            Self::Auto | Self::Dense => None,
+        }
+    }
+}
+
+/// A linear layer's frozen base: a dense weight (and bias), or a quantised weight dequantised to
+/// `dtype` for each use.
+#[derive(Debug, Clone)]
+pub enum Frozen {
+    Dense(Linear),
+    Quantized {
+        weight: Arc<QTensor>,
+        bias: Option<Tensor>,
+        dtype: DType,
+    },
+}
+
+impl Frozen {
+    /// The weight (out, in), dense in the run's dtype.
+    pub fn weight(&self) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Dense(l) => Ok(l.weight().clone()),
+            Self::Quantized { weight, dtype, .. } => {
+                weight.dequantize(&weight.device())?.to_dtype(*dtype)
+            }
+        }
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        match self {
+            Self::Dense(l) => l.bias(),
+            Self::Quantized { bias, .. } => bias.as_ref(),
+        }
+    }
+
+    /// (out, in).
+    pub fn dims(&self) -> candle_core::Result<(usize, usize)> {
+        match self {
+            Self::Dense(l) => l.weight().dims2(),
+            Self::Quantized { weight, .. } => weight.shape().dims2(),
+        }
+    }
+
+    /// Whether the weight trains (full fine-tuning).
+    fn trains(&self) -> bool {
+        matches!(self, Self::Dense(l) if l.weight().track_op())
+    }
+
+    /// This weight in `q` blocks (its input size must be a multiple of the block size).
+    pub fn quantize(&self, q: GgmlDType) -> Result<Self> {
+        let (out, inp) = self.dims()?;
+        if !inp.is_multiple_of(q.block_size()) {
+            bail!(
+                "{q:?} stores blocks of {} weights along the input; this layer's input has {inp}",
+                q.block_size()
+            );
+        }
+        let w = self.weight()?;
+        let dtype = w.dtype();
+        let host = w
+            .to_device(&candle_core::Device::Cpu)?
+            .to_dtype(DType::F32)?;
+        let weight = QTensor::quantize_onto(&host, q, w.device())?;
+        debug_assert_eq!(weight.shape().dims2()?, (out, inp));
+        Ok(Self::Quantized {
+            weight: Arc::new(weight),
+            bias: self.bias().cloned(),
+            dtype,
+        })
+    }
+}
+
 /// A linear layer with an optional adapter.
 #[derive(Debug, Clone)]
 pub struct AdaptedLinear {
-    pub base: Linear,
+    pub base: Frozen,
     /// (A: (r, in), B: (out, r), scale)
     pub adapter: Option<(Tensor, Tensor, f64)>,
 }
@@ -92,12 +194,12 @@ impl AdaptedLinear {
     /// Adds an adapter for the module at `name` (e.g. `model.layers.0.self_attn.q_proj`) whose
     /// tensors live in `vb` under PEFT's names.
     pub fn with_adapter(
-        base: Linear,
+        base: Frozen,
         cfg: &LoraConfig,
         vb: &VarBuilder,
         name: &str,
     ) -> Result<Self> {
-        let (out, inp) = base.weight().dims2()?;
+        let (out, inp) = base.dims()?;
         let vb = vb.pp(format!("base_model.model.{name}"));
         let bound = 1.0 / (inp as f64).sqrt();
         let a = vb.get_with_hints(
@@ -117,7 +219,7 @@ impl AdaptedLinear {
 
     /// W + scale · B A: the weight with the adapter folded in (in f32).
     pub fn merged_weight(&self) -> candle_core::Result<Tensor> {
-        let w = self.base.weight().to_dtype(candle_core::DType::F32)?;
+        let w = self.base.weight()?.to_dtype(candle_core::DType::F32)?;
         match &self.adapter {
             None => Ok(w),
             Some((a, b, scale)) => w + (b.matmul(a)? * *scale)?,
@@ -209,7 +311,7 @@ impl AdaptedLinear {
         x: &Tensor,
         dropout: Option<&mut Dropout>,
     ) -> candle_core::Result<Tensor> {
-        let w = self.base.weight();
+        let w = self.base.weight()?;
         let dims = x.dims().to_vec();
         let (inp, out) = (dims[dims.len() - 1], w.dim(0)?);
         let mut out_dims = dims.clone();
@@ -220,7 +322,7 @@ impl AdaptedLinear {
             Some(b) => y.broadcast_add(b),
             None => Ok(y),
         };
-        if w.track_op() {
+        if self.base.trains() {
             let y = with_bias(x2.matmul(&w.t()?)?)?;
             let y = match &self.adapter {
                 None => y,
@@ -230,16 +332,17 @@ impl AdaptedLinear {
         }
         let xd = x2.detach();
         let base = with_bias(xd.matmul(&w.t()?)?)?;
+        let dtype = w.dtype();
+        // The backward takes the weight again: a quantised one is dequantised then, not kept.
+        drop(w);
+        let frozen = self.base.clone();
         let y = match &self.adapter {
-            None => {
-                let w = w.clone();
-                super::fused::attach(
-                    "linear",
-                    &[&x2],
-                    base,
-                    Box::new(move |_, _, g| Ok(vec![Some(g.matmul(&w)?)])),
-                )?
-            }
+            None => super::fused::attach(
+                "linear",
+                &[&x2],
+                base,
+                Box::new(move |_, _, g| Ok(vec![Some(g.matmul(&frozen.weight()?)?)])),
+            )?,
             Some((a, b, scale)) => {
                 let mask = match dropout {
                     Some(d) => d.mask(xd.shape(), xd.device())?,
@@ -247,8 +350,8 @@ impl AdaptedLinear {
                 };
                 let xa = dropped(xd.to_dtype(a.dtype())?, &mask)?;
                 let low = (xa.matmul(&a.detach().t()?)? * *scale)?.matmul(&b.detach().t()?)?;
-                let value = (base + low.to_dtype(w.dtype())?)?;
-                let (w, s) = (w.clone(), *scale);
+                let value = (base + low.to_dtype(dtype)?)?;
+                let s = *scale;
                 super::fused::attach(
                     "lora-linear",
                     &[&x2, a, b],
@@ -259,7 +362,7 @@ impl AdaptedLinear {
                         let gb = gf.matmul(b)?; // (m, r)
                         let xa = dropped(x.to_dtype(a.dtype())?, &mask)?;
                         let dxa = dropped((gb.matmul(a)? * s)?, &mask)?;
-                        let dx = (g.matmul(&w)? + dxa.to_dtype(g.dtype())?)?;
+                        let dx = (g.matmul(&frozen.weight()?)? + dxa.to_dtype(g.dtype())?)?;
                         let da = (gb.t()?.matmul(&xa)? * s)?;
                         let db = (gf.t()?.matmul(&xa.matmul(&a.t()?)?)? * s)?;
                         Ok(vec![Some(dx), Some(da), Some(db)])
@@ -277,7 +380,10 @@ impl AdaptedLinear {
         x: &Tensor,
         dropout: Option<&mut Dropout>,
     ) -> candle_core::Result<Tensor> {
-        let y = self.base.forward(x)?;
+        let y = match &self.base {
+            Frozen::Dense(l) => l.forward(x)?,
+            q => Linear::new(q.weight()?, q.bias().cloned()).forward(x)?,
+        };
         match &self.adapter {
             None => Ok(y),
             Some(ad) => {

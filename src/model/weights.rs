@@ -132,6 +132,8 @@ pub struct Pretrained {
     pub config: DecoderConfig,
     /// f32 tensors under Hugging Face names.
     pub tensors: HashMap<String, Tensor>,
+    /// Linear weights kept in a GGUF file's quantisation ([`load_pretrained_quantized`] only).
+    pub quantized: super::decoder::Quantized,
     /// The tokenizer, with any padding setting removed (bftkit pads itself).
     pub tokenizer: Tokenizer,
 }
@@ -139,6 +141,16 @@ pub struct Pretrained {
 /// Reads a decoder: a `.gguf` file, a folder holding one GGUF file (and no `config.json`), or a
 /// Hugging Face folder (`config.json`, `tokenizer.json`, single or sharded safetensors).
 pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
+    read_pretrained(path, device, false)
+}
+
+/// [`load_pretrained`], a GGUF file's quantised linear weights kept in their blocks (for LoRA over
+/// a quantised base).
+pub fn load_pretrained_quantized(path: &Path, device: &Device) -> Result<Pretrained> {
+    read_pretrained(path, device, true)
+}
+
+fn read_pretrained(path: &Path, device: &Device, keep_quantized: bool) -> Result<Pretrained> {
     let gguf = if path.is_file() {
         Some(path.to_path_buf())
     } else if path.is_dir() && !path.join("config.json").exists() {
@@ -159,10 +171,11 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
     };
     let mut pre = match gguf {
         Some(file) => {
-            let g = super::gguf::load(&file, device)?;
+            let g = super::gguf::load(&file, device, keep_quantized)?;
             Pretrained {
                 config: g.config,
                 tensors: g.tensors,
+                quantized: g.quantized,
                 tokenizer: g.tokenizer,
             }
         }
@@ -191,6 +204,7 @@ pub fn load_pretrained(path: &Path, device: &Device) -> Result<Pretrained> {
             Pretrained {
                 config,
                 tensors: load_tensors(&files, device)?,
+                quantized: HashMap::new(),
                 tokenizer,
             }
         }

@@ -28,6 +28,9 @@ pub(crate) struct RunIdentity {
     pub max_len: usize,
     pub train: TrainConfig,
     pub lora: Option<LoraConfig>,
+    /// Quantising the base changes the arithmetic; `auto` and `dense` give the same weights.
+    #[serde(default)]
+    pub base_quant: crate::model::lora::BaseQuant,
 }
 
 impl RunIdentity {
@@ -57,6 +60,10 @@ impl RunIdentity {
             (
                 self.lora != saved.lora,
                 "the LoRA settings (or --full)".to_string(),
+            ),
+            (
+                self.base_quant.ggml() != saved.base_quant.ggml(),
+                format!("--base-quant ({:?} then)", saved.base_quant),
             ),
         ];
         if let Some((_, what)) = named.into_iter().find(|(differs, _)| *differs) {

@@ -21,7 +21,8 @@ use super::data::read_conversations;
 use super::step::{response_logprobs, Sample};
 use super::trainer::{planned_steps, train, StepContext, StepLog, TrainConfig, TrainHook};
 use crate::model::chat::{render, tokenize, ChatTemplate};
-use crate::model::lora::LoraConfig;
+use crate::model::lora::{BaseQuant, LoraConfig};
+use crate::model::weights::load_pretrained_quantized;
 use crate::model::{load_pretrained, Decoder, DeviceSpec, Precision, Pretrained};
 
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct FinetuneOptions {
     pub max_len: usize,
     /// `None` = full fine-tuning.
     pub lora: Option<LoraConfig>,
+    /// How LoRA holds the frozen base (quantised or dense).
+    pub base_quant: BaseQuant,
     pub train: TrainConfig,
     pub merge: bool,
     /// Write `checkpoint-STEP/` every this many optimizer steps.
@@ -62,6 +65,7 @@ impl Default for FinetuneOptions {
             template: ChatTemplate::default(),
             max_len: 512,
             lora: Some(LoraConfig::default()),
+            base_quant: BaseQuant::default(),
             train: TrainConfig::default(),
             merge: false,
             save_every: None,
@@ -140,6 +144,11 @@ pub struct FinetuneReport {
     pub template: ChatTemplate,
     pub max_len: usize,
     pub lora: Option<LoraConfig>,
+    /// How the frozen base was held, and its linear weights' bytes.
+    #[serde(default)]
+    pub base_quant: BaseQuant,
+    #[serde(default)]
+    pub frozen_linear_bytes: usize,
     pub train: TrainConfig,
     pub samples: usize,
     /// Samples cut at `max_len`, and those left with no response token (they add no loss).
@@ -170,17 +179,28 @@ fn save_tensors(tensors: &[(String, Tensor)], path: &Path) -> Result<()> {
 /// frozen base in `dtype`, or every weight in f32 for full fine-tuning.
 fn trainable_model(
     opts: &FinetuneOptions,
-    pre: &Pretrained,
+    pre: &mut Pretrained,
     varmap: &VarMap,
     device: &Device,
     dtype: DType,
 ) -> Result<(Decoder, Vec<(String, Var)>)> {
     let model = match &opts.lora {
-        Some(l) => Decoder::load_with_lora(
-            VarBuilder::from_tensors(pre.tensors.clone(), dtype, device),
-            &pre.config,
-            Some((l, VarBuilder::from_varmap(varmap, DType::F32, device))),
-        )?,
+        Some(l) => {
+            // The base's tensors move into the decoder: no second copy stays behind.
+            let tensors = std::mem::take(&mut pre.tensors);
+            let mut model = Decoder::load_parts(
+                VarBuilder::from_tensors(tensors, dtype, device),
+                &pre.config,
+                Some((l, VarBuilder::from_varmap(varmap, DType::F32, device))),
+                &std::mem::take(&mut pre.quantized),
+            )?;
+            if let Some(q) = opts.base_quant.ggml() {
+                model
+                    .quantize_base(q)
+                    .with_context(|| format!("--base-quant {q:?}"))?;
+            }
+            model
+        }
         None => {
             let model = Decoder::load(
                 VarBuilder::from_varmap(varmap, DType::F32, device),
@@ -431,8 +451,17 @@ pub fn finetune(
         l.check()?;
     } else if dtype != DType::F32 {
         bail!("full fine-tuning keeps f32 weights; use --dtype f32 or LoRA");
+    } else if opts.base_quant.ggml().is_some() {
+        bail!(
+            "--base-quant quantises the frozen base of LoRA; full fine-tuning trains every weight"
+        );
     }
-    let pre = load_pretrained(&opts.model, &device)?;
+    let keep_quantized = opts.lora.is_some() && opts.base_quant == BaseQuant::Auto;
+    let mut pre = if keep_quantized {
+        load_pretrained_quantized(&opts.model, &device)?
+    } else {
+        load_pretrained(&opts.model, &device)?
+    };
     let (samples, truncated, without_response) =
         load_samples(&opts.data, opts.template, &pre.tokenizer, opts.max_len)?;
     let eval_samples = match &opts.eval_data {
@@ -451,6 +480,7 @@ pub fn finetune(
         max_len: opts.max_len,
         train: opts.train.clone(),
         lora: opts.lora.clone(),
+        base_quant: opts.base_quant,
     };
     if opts.overwrite {
         checkpoint::clear_previous_run(&opts.out)?;
@@ -458,7 +488,7 @@ pub fn finetune(
     std::fs::create_dir_all(&opts.out)
         .with_context(|| format!("{}: cannot create", opts.out.display()))?;
     let varmap = VarMap::new();
-    let (model, params) = trainable_model(opts, &pre, &varmap, &device, dtype)?;
+    let (model, params) = trainable_model(opts, &mut pre, &varmap, &device, dtype)?;
     let (resumed_at, resume) = if opts.resume {
         let (step, opt) = checkpoint::restore(&opts.out, &varmap, &params, &run)?;
         (Some(step), Some(opt))
@@ -497,6 +527,8 @@ pub fn finetune(
         template: opts.template,
         max_len: opts.max_len,
         lora: opts.lora.clone(),
+        base_quant: opts.base_quant,
+        frozen_linear_bytes: model.frozen_linear_bytes(),
         train: opts.train.clone(),
         samples: samples.len(),
         truncated,

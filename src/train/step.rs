@@ -483,6 +483,142 @@ mod tests {
     }
 
     #[test]
+    fn a_quantised_base_trains_adapters_whose_gradients_match_finite_differences() {
+        use crate::model::lora::LoraConfig;
+        use candle_core::quantized::GgmlDType;
+        // Input sizes of 32 and 64: whole q8_0 blocks.
+        let cfg: crate::model::DecoderConfig = serde_json::from_value(serde_json::json!({
+            "model_type": "llama", "vocab_size": 24, "hidden_size": 32, "intermediate_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "rms_norm_eps": 1e-6, "max_position_embeddings": 32, "tie_word_embeddings": true
+        }))
+        .unwrap();
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let base_vm = VarMap::new();
+        Decoder::load(
+            VarBuilder::from_varmap(&base_vm, DType::F32, &Device::Cpu),
+            &cfg,
+        )
+        .unwrap();
+        let base: std::collections::HashMap<String, Tensor> = base_vm
+            .data()
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, v)| {
+                let n = v.elem_count();
+                let values: Vec<f32> = if k.ends_with("norm.weight") {
+                    vec![1.0; n]
+                } else {
+                    (0..n).map(|_| rng.random_range(-0.2..0.2)).collect()
+                };
+                (
+                    k.clone(),
+                    Tensor::from_vec(values, v.shape(), &Device::Cpu).unwrap(),
+                )
+            })
+            .collect();
+        let lc = LoraConfig {
+            r: 2,
+            lora_alpha: 4.0,
+            ..Default::default()
+        };
+        let adapters = VarMap::new();
+        let load = || {
+            Decoder::load_with_lora(
+                VarBuilder::from_tensors(base.clone(), DType::F32, &Device::Cpu),
+                &cfg,
+                Some((
+                    &lc,
+                    VarBuilder::from_varmap(&adapters, DType::F32, &Device::Cpu),
+                )),
+            )
+            .unwrap()
+        };
+        let mut quantised = load();
+        quantised.quantize_base(GgmlDType::Q8_0).unwrap();
+        let dense_bytes = load().frozen_linear_bytes();
+        assert!(quantised.frozen_linear_bytes() * 3 < dense_bytes);
+        let named = adapters.data().lock().unwrap().clone();
+        let mut names: Vec<&String> = named.keys().collect();
+        names.sort();
+        for (i, n) in names.iter().enumerate() {
+            let v = &named[*n];
+            let mut r = rand_chacha::ChaCha8Rng::seed_from_u64(100 + i as u64);
+            let values: Vec<f32> = (0..v.elem_count())
+                .map(|_| r.random_range(-0.3..0.3))
+                .collect();
+            v.set(&Tensor::from_vec(values, v.shape(), &Device::Cpu).unwrap())
+                .unwrap();
+        }
+        let vars: Vec<Var> = names.iter().map(|n| named[*n].clone()).collect();
+        // SFT: its weights do not depend on the parameters, so the loss is a plain function.
+        let sft = LossConfig {
+            variant: LossVariant::Sft,
+            ..LossConfig::default()
+        };
+        let loss = |m: &Decoder| -> f64 {
+            weighted_loss(m, &batch(), &sft)
+                .unwrap()
+                .loss
+                .to_scalar::<f32>()
+                .unwrap() as f64
+        };
+        let (stats, grads) =
+            loss_and_grads(&quantised, &vars, &batch(), &sft, None, 1.0, false).unwrap();
+        let grads = grads.unwrap();
+        assert!((stats.loss - loss(&quantised)).abs() < 1e-5);
+        // Central differences on a few coordinates of several adapters.
+        let h = 1e-2f32;
+        for (vi, var) in vars.iter().enumerate().step_by(5) {
+            let g: Vec<f32> = grads[vi]
+                .as_ref()
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let orig: Vec<f32> = var.as_tensor().flatten_all().unwrap().to_vec1().unwrap();
+            for j in [0, orig.len() / 2, orig.len() - 1] {
+                let at = |d: f32| {
+                    let mut v = orig.clone();
+                    v[j] += d;
+                    var.set(&Tensor::from_vec(v, var.shape(), &Device::Cpu).unwrap())
+                        .unwrap();
+                    loss(&quantised)
+                };
+                let fd = (at(h) - at(-h)) / (2.0 * h as f64);
+                var.set(&Tensor::from_vec(orig.clone(), var.shape(), &Device::Cpu).unwrap())
+                    .unwrap();
+                assert!(
+                    (fd - g[j] as f64).abs() < 2e-3 + 0.02 * fd.abs(),
+                    "{} [{j}]: finite difference {fd}, gradient {}",
+                    names[vi],
+                    g[j]
+                );
+            }
+        }
+        // q8_0 moves the forward a little off the dense one, and no more.
+        let ids = Tensor::new(&[[2u32, 7, 9, 11]], &Device::Cpu).unwrap();
+        let hq = quantised.forward_hidden(&ids).unwrap();
+        let hd = load().forward_hidden(&ids).unwrap();
+        let drift = crate::model::max_abs_diff(&hq, &hd).unwrap();
+        assert!(
+            drift > 0.0 && drift < 0.05,
+            "q8_0 moves the hidden states by {drift}"
+        );
+        // A block size that does not divide the input is refused, naming the layer.
+        let mut m = load();
+        let err = m.quantize_base(GgmlDType::Q4K).unwrap_err().to_string();
+        assert!(
+            err.contains("model.layers.0.self_attn.q_proj") && err.contains("256"),
+            "{err}"
+        );
+        assert_eq!(m.frozen_linear_bytes(), dense_bytes);
+    }
+
+    #[test]
     fn loss_value_is_the_spec_formula() {
         let (_, dec) = model();
         let cfg = LossConfig {
