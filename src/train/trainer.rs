@@ -106,6 +106,10 @@ pub struct StepLog {
     pub mean_token_weight: f64,
     pub tokens: usize,
     pub tokens_per_s: f64,
+    /// The step's samples: 0-based positions among the training conversations (those of the
+    /// data file with at least two tokens, in file order), micro-batch after micro-batch.
+    #[serde(default)]
+    pub samples: Vec<usize>,
 }
 
 /// Learning rate at optimizer step `step` (0-based) of `total`: linear warmup over `warmup`
@@ -347,6 +351,7 @@ pub fn train(
                 mean_token_weight: acc.token_weight_sum / n,
                 tokens: acc.tokens,
                 tokens_per_s: acc.tokens as f64 / start.elapsed().as_secs_f64(),
+                samples: group.iter().flatten().copied().collect(),
             };
             let ctx = StepContext {
                 model,
