@@ -37,7 +37,7 @@ fn main() -> Result<()> {
     let reps: usize = arg("--reps", "5").parse()?;
     let only = arg("--only", "both");
     let device = Device::Cpu;
-    let pre = load_pretrained(std::path::Path::new(&model_dir), &device)?;
+    let pre = load_pretrained(std::path::Path::new(&model_dir), &device, DType::F32)?;
     let lora = LoraConfig::default();
     let varmap = VarMap::new();
     let model = Decoder::load_with_lora(

@@ -536,7 +536,8 @@ fn gguf_models() {
     bftkit::fixtures::write_tiny_models(dir.path()).unwrap();
     let seed = std::fs::read(dir.path().join("tiny-llama.gguf")).unwrap();
     fuzz("gguf", "case.gguf", &[seed], None, &|p| {
-        bftkit::model::load_pretrained(p, &candle_core::Device::Cpu).map(|_| ())
+        bftkit::model::load_pretrained(p, &candle_core::Device::Cpu, candle_core::DType::F32)
+            .map(|_| ())
     });
 }
 
@@ -563,7 +564,12 @@ fn model_folders() {
         }
         fuzz(format, &target, &[seed], None, &|p| {
             let folder = p.parent().unwrap();
-            bftkit::model::load_pretrained(folder, &candle_core::Device::Cpu).map(|_| ())
+            bftkit::model::load_pretrained(
+                folder,
+                &candle_core::Device::Cpu,
+                candle_core::DType::F32,
+            )
+            .map(|_| ())
         });
     }
 }

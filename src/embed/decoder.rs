@@ -27,7 +27,7 @@ impl DecoderEncoder {
     /// Loads a decoder from a Hugging Face folder or a GGUF file (see
     /// [`crate::model::load_pretrained`]).
     pub fn load(path: &Path, max_len: Option<usize>, device: &Device) -> Result<Self> {
-        let pre = crate::model::load_pretrained(path, device)?;
+        let pre = crate::model::load_pretrained(path, device, DType::F32)?;
         let max_len = Self::max_len(&pre.config, max_len)?;
         let mut tokenizer = pre.tokenizer;
         tokenizer
@@ -183,6 +183,7 @@ mod tests {
         let tensors = crate::model::weights::load_tensors(
             &[d.path().join("model.safetensors")],
             &Device::Cpu,
+            DType::F32,
         )
         .unwrap();
         let mut names: Vec<&String> = tensors.keys().collect();

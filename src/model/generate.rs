@@ -310,7 +310,7 @@ pub fn load_decoder(
     device: &Device,
     dtype: DType,
 ) -> Result<(Decoder, Tokenizer)> {
-    let pre = load_pretrained(model, device)?;
+    let pre = load_pretrained(model, device, dtype)?;
     let base = VarBuilder::from_tensors(pre.tensors, dtype, device);
     let decoder = match adapter {
         None => Decoder::load(base, &pre.config)?,

@@ -4,8 +4,10 @@
 //! llama.cpp's converter permutes the rows of Llama's q/k projections for its interleaved RoPE;
 //! they are permuted back here, so [`super::decoder::Decoder`] (Hugging Face's half-split RoPE) runs GGUF
 //! and safetensors weights alike. Qwen2 files are not permuted. Quantised tensors are dequantised
-//! to f32 at load, except, when asked (LoRA training over a quantised base), the blocks' linear
-//! weights, which stay in the file's quantisation (Llama's permuted q/k are dequantised). Tokenizers: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the
+//! at load, one at a time and to the run's dtype, except, when asked (LoRA training over a
+//! quantised base), the blocks' linear weights, which stay in the file's quantisation (Llama's
+//! q/k rows are permuted with their blocks).
+//! Tokenizers: `tokenizer.ggml.model = "gpt2"` (byte-level BPE) with the
 //! pre-tokenizers `gpt2`/`default` (GPT-2 regex) and `smollm`/`starcoder`/`refact` (single digits,
 //! then the GPT-2 regex); other kinds are an error rather than a silently different tokenizer.
 
@@ -14,7 +16,8 @@ use std::path::Path;
 
 use anyhow::{bail, Context, Result};
 use candle_core::quantized::gguf_file::{Content, Value};
-use candle_core::{Device, Tensor};
+use candle_core::quantized::{QStorage, QTensor};
+use candle_core::{DType, Device, Tensor};
 use tokenizers::Tokenizer;
 
 use super::decoder::DecoderConfig;
@@ -22,7 +25,7 @@ use super::decoder::DecoderConfig;
 /// Everything bftkit needs from a GGUF file.
 pub(crate) struct GgufModel {
     pub config: DecoderConfig,
-    /// f32 tensors under Hugging Face names (`model.layers.0.self_attn.q_proj.weight`, ...).
+    /// Tensors under Hugging Face names, in the dtype asked for (`model.layers.0.self_attn.q_proj.weight`, ...).
     pub tensors: HashMap<String, Tensor>,
     /// Linear weights kept quantised (only with `keep_quantized`).
     pub quantized: super::decoder::Quantized,
@@ -111,6 +114,27 @@ pub(crate) fn permute_rows(w: &Tensor, heads: usize, inverse: bool) -> Result<Te
         .transpose(1, 2)?
         .contiguous()?
         .reshape(dims)?)
+}
+
+/// [`permute_rows`]'s inverse on a quantised matrix, block data kept: quantisation blocks run
+/// along a row, so each row's bytes move as they are. Returns the tensor on `device`.
+fn permute_quantized_rows(q: &QTensor, heads: usize, device: &Device) -> Result<QTensor> {
+    let dims = q.shape().dims().to_vec();
+    let dt = q.dtype();
+    let (rows, cols) = match dims[..] {
+        [rows, cols] if cols % dt.block_size() == 0 => (rows, cols),
+        _ => bail!("{dims:?} is not a matrix of whole {dt:?} blocks per row"),
+    };
+    let row_bytes = cols / dt.block_size() * dt.type_size();
+    let data = q.data()?;
+    let bytes = Tensor::from_slice(&data, (rows, row_bytes), &Device::Cpu)?;
+    let moved: Vec<u8> = permute_rows(&bytes, heads, true)?
+        .flatten_all()?
+        .to_vec1()?;
+    Ok(QTensor::new(
+        QStorage::from_data(std::borrow::Cow::Owned(moved), device, dt)?,
+        dims,
+    )?)
 }
 
 /// Rebuilds the file's byte-level BPE tokenizer as a Hugging Face `tokenizer.json`.
@@ -213,7 +237,12 @@ fn check_tensor_extent(c: &Content, name: &str, file_size: u64) -> Result<()> {
 }
 
 /// Reads a GGUF file: configuration, dequantised tensors, tokenizer.
-pub(crate) fn load(path: &Path, device: &Device, keep_quantized: bool) -> Result<GgufModel> {
+pub(crate) fn load(
+    path: &Path,
+    device: &Device,
+    dtype: DType,
+    keep_quantized: bool,
+) -> Result<GgufModel> {
     let file = path.display().to_string();
     let mut reader = std::fs::File::open(path).with_context(|| format!("{file}: cannot open"))?;
     let c =
@@ -270,10 +299,19 @@ pub(crate) fn load(path: &Path, device: &Device, keep_quantized: bool) -> Result
                 | candle_core::quantized::GgmlDType::F16
                 | candle_core::quantized::GgmlDType::BF16
         );
-        if keep_quantized && block_linear && !permuted && !dense {
+        if keep_quantized && block_linear && !dense {
             let q = (|| -> Result<_> {
                 check_tensor_extent(&c, name, file_size)?;
-                Ok(c.tensor(&mut reader, name, device)?)
+                if !permuted {
+                    return Ok(c.tensor(&mut reader, name, device)?);
+                }
+                let q = c.tensor(&mut reader, name, &Device::Cpu)?;
+                let heads = if name.contains(".attn_q.") {
+                    heads
+                } else {
+                    kv_heads
+                };
+                permute_quantized_rows(&q, heads, device)
             })()
             .with_context(|| format!("{file}: tensor '{name}'"))?;
             quantized.insert(hf, std::sync::Arc::new(q));
@@ -283,11 +321,13 @@ pub(crate) fn load(path: &Path, device: &Device, keep_quantized: bool) -> Result
             check_tensor_extent(&c, name, file_size)?;
             let q = c.tensor(&mut reader, name, device)?;
             let t = q.dequantize(device)?;
-            Ok(match arch.as_str() {
+            let t = match arch.as_str() {
                 "llama" if name.contains(".attn_q.") => permute_rows(&t, heads, true)?,
                 "llama" if name.contains(".attn_k.") => permute_rows(&t, kv_heads, true)?,
                 _ => t,
-            })
+            };
+            // One tensor at a time: no f32 copy of the model stays behind.
+            Ok(t.to_dtype(dtype)?)
         };
         let t = read().with_context(|| format!("{file}: tensor '{name}'"))?;
         tensors.insert(hf, t);
@@ -327,9 +367,10 @@ mod tests {
             let hf = crate::model::weights::load_tensors(
                 &[dir.path().join("model.safetensors")],
                 &Device::Cpu,
+                DType::F32,
             )
             .unwrap();
-            let g = load(&gguf, &Device::Cpu, false).unwrap();
+            let g = load(&gguf, &Device::Cpu, DType::F32, false).unwrap();
             assert_eq!(g.config.hidden_size, cfg.hidden_size);
             assert_eq!(
                 g.config.tie_word_embeddings, cfg.tie_word_embeddings,
@@ -347,7 +388,7 @@ mod tests {
         crate::fixtures::write_tiny_decoder(dir.path(), "llama").unwrap();
         let gguf = dir.path().join("tiny.gguf");
         crate::fixtures::write_tiny_gguf(dir.path(), &gguf).unwrap();
-        let g = load(&gguf, &Device::Cpu, false).unwrap();
+        let g = load(&gguf, &Device::Cpu, DType::F32, false).unwrap();
         let ids = |s: &str| g.tokenizer.encode(s, false).unwrap().get_ids().to_vec();
         // Merges: a b -> ab, Ġ a -> Ġa, ab c -> abc, Ġa b -> Ġab (ranks in that order).
         assert_eq!(ids("ab abc"), vec![5, 4, 7]);
@@ -385,11 +426,36 @@ mod tests {
     }
 
     #[test]
+    fn quantised_rows_are_permuted_with_their_blocks() {
+        use candle_core::quantized::GgmlDType;
+        let cpu = Device::Cpu;
+        // 4 heads of 8 rows, 64 columns: two q8_0 blocks per row.
+        let w = Tensor::randn(0f32, 1.0, (32, 64), &cpu).unwrap();
+        let in_file = permute_rows(&w, 4, false).unwrap();
+        let q = QTensor::quantize(&in_file, GgmlDType::Q8_0).unwrap();
+        let kept = permute_quantized_rows(&q, 4, &cpu).unwrap();
+        assert_eq!(kept.dtype(), GgmlDType::Q8_0);
+        let want = permute_rows(&q.dequantize(&cpu).unwrap(), 4, true).unwrap();
+        let got = kept.dequantize(&cpu).unwrap();
+        assert_eq!(crate::model::max_abs_diff(&got, &want).unwrap(), 0.0);
+        assert!(crate::model::max_abs_diff(&got, &w).unwrap() < 0.05);
+        let odd = QTensor::quantize(
+            &Tensor::zeros((4, 32, 2), DType::F32, &cpu).unwrap(),
+            GgmlDType::F32,
+        )
+        .unwrap();
+        assert!(permute_quantized_rows(&odd, 2, &cpu).is_err());
+    }
+
+    #[test]
     fn bad_files_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("x.gguf");
         std::fs::write(&p, b"not a gguf").unwrap();
-        let e = load(&p, &Device::Cpu, false).err().unwrap().to_string();
+        let e = load(&p, &Device::Cpu, DType::F32, false)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(e.contains("x.gguf") && e.contains("not a GGUF file"), "{e}");
     }
 }

@@ -448,6 +448,7 @@ mod tests {
         let base = crate::model::weights::load_tensors(
             &[dir.path().join("model.safetensors")],
             &Device::Cpu,
+            DType::F32,
         )
         .unwrap();
         let base_vb = || VarBuilder::from_tensors(base.clone(), DType::F32, &Device::Cpu);
@@ -516,6 +517,7 @@ mod tests {
         let reread = crate::model::weights::load_tensors(
             &[dir.path().join("model.safetensors")],
             &Device::Cpu,
+            DType::F32,
         )
         .unwrap();
         for (name, t) in &base {

@@ -206,8 +206,10 @@ fn trainable_model(
                 VarBuilder::from_varmap(varmap, DType::F32, device),
                 &pre.config,
             )?;
+            // Copied into the variables and then dropped: one copy of the weights.
+            let tensors = std::mem::take(&mut pre.tensors);
             for (name, var) in varmap.data().lock().expect("varmap lock").iter() {
-                let Some(t) = pre.tensors.get(name) else {
+                let Some(t) = tensors.get(name) else {
                     bail!("{}: no weight '{name}'", opts.model.display());
                 };
                 var.set(t)?;
@@ -458,9 +460,9 @@ pub fn finetune(
     }
     let keep_quantized = opts.lora.is_some() && opts.base_quant == BaseQuant::Auto;
     let mut pre = if keep_quantized {
-        load_pretrained_quantized(&opts.model, &device)?
+        load_pretrained_quantized(&opts.model, &device, dtype)?
     } else {
-        load_pretrained(&opts.model, &device)?
+        load_pretrained(&opts.model, &device, dtype)?
     };
     let (samples, truncated, without_response) =
         load_samples(&opts.data, opts.template, &pre.tokenizer, opts.max_len)?;

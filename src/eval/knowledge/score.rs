@@ -210,7 +210,12 @@ mod tests {
         crate::fixtures::write_tiny_decoder(dir.path(), "llama").unwrap();
         let path = dir.path().join("model.safetensors");
         let cpu = candle_core::Device::Cpu;
-        let mut t = crate::model::weights::load_tensors(std::slice::from_ref(&path), &cpu).unwrap();
+        let mut t = crate::model::weights::load_tensors(
+            std::slice::from_ref(&path),
+            &cpu,
+            candle_core::DType::F32,
+        )
+        .unwrap();
         for (name, v) in t.iter_mut() {
             if name.ends_with("o_proj.weight") || name.ends_with("down_proj.weight") {
                 *v = v.zeros_like().unwrap();
