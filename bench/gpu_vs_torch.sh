@@ -5,17 +5,22 @@
 # batches, BFT loss, LoRA r16/a32 on all linear layers, bf16 base with f32 adapters, AdamW, clip 1,
 # max length 256; step-1 losses must agree to 1e-2). Then: gradient checkpointing on the 8B shape
 # at 16 x 1024 (both tools checkpointing), and 50 steps over a q8_0 base against the bf16 base on
-# the 1.5B shape (bftkit; the mean relative loss difference must stay within 2%).
+# the 1.5B shape (bftkit; the mean relative loss difference must stay within 2%). Last, bftkit alone
+# on a Llama-3-70B-shaped model with a q4_k base (bench/make_random_gguf.py writes it: random q4_k
+# blocks, ~40 GB), LoRA BFT at 4 x 512 with --base-quant auto and gradient checkpointing: its speed
+# and peak memory (no peer: transformers cannot train over a q4_k GGUF base).
 #
 #   BFTKIT=target/cuda/bftkit TOKENIZER=models/smollm2-tokenizer DATA=train.jsonl bench/gpu_vs_torch.sh
 #
 # BFTKIT: the CUDA binary (../shared/tools/build-cuda.sh, or cargo build --release --features cuda).
 # TOKENIZER: a folder with a tokenizer.json whose ids fit every shape's vocabulary (SmolLM2's,
 # written by scripts/fetch_models.sh); DATA: JSONL conversations ({"messages": [...]}).
-# SHAPES="shape:batch ..." picks the rows; STEPS the steps per row; SKIP_EXTRA=1 skips the
-# checkpointing and quantised-base runs (CKPT="shape:batch:len", QUANT_SHAPE pick their models);
-# DEVICE=cpu DTYPE=f32 SHAPES=tiny:2 CKPT=tiny:2:64 QUANT_SHAPE=tiny is a dry run on a machine
-# without a GPU. The table goes to $OUT/table.md and bench/README.md.
+# SHAPES="shape:batch ..." picks the rows; STEPS the steps per row. EXTRA="ckpt quant big" picks
+# the runs after the table (SKIP_EXTRA=1: none); CKPT="shape:batch:len", QUANT_SHAPE and
+# BIG="shape:quant:batch:len" pick their models. The bf16 models are deleted before the 70B file
+# is written, to fit a 64 GB disk, unless KEEP_MODELS=1. A dry run on a machine without a GPU:
+#   DEVICE=cpu DTYPE=f32 SHAPES=tiny:2 CKPT=tiny:2:64 QUANT_SHAPE=tiny BIG=tiny-q:q4_k:2:64 ...
+# The table goes to $OUT/table.md (and, by hand, into bench/README.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BFTKIT=${BFTKIT:-target/cuda/bftkit}
@@ -48,14 +53,19 @@ for item in $SHAPES; do
         --out "$OUT/$shape-b$batch" | tee "$OUT/$shape-b$batch.log" || status=1
     grep -E "^\| $shape" "$OUT/$shape-b$batch.log" >>"$table" || echo "| $shape | $batch x 256 | failed | | | | | |" >>"$table"
 done
-if [ "${SKIP_EXTRA:-0}" != 1 ]; then
+EXTRA=${EXTRA-"ckpt quant big"}
+[ "${SKIP_EXTRA:-0}" = 1 ] && EXTRA=""
+has() { case " $EXTRA " in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
+if has ckpt; then
     IFS=: read -r cshape cbatch clen <<<"${CKPT:-llama3-8b:16:1024}"
-    QUANT_SHAPE=${QUANT_SHAPE:-qwen2-1.5b}
     model "$cshape"
     "$PY" bench/train_vs_peft.py --bftkit "$BFTKIT" --device "$DEVICE" --dtype "$DTYPE" --model "$OUT/models/$cshape" \
         --data "$DATA" --batch "$cbatch" --max-len "$clen" --steps 3 --label "$cshape checkpointing" \
         --bftkit-args=--gradient-checkpointing --peer-checkpointing --out "$OUT/ckpt" | tee "$OUT/ckpt.log" || status=1
     grep -E "^\| $cshape" "$OUT/ckpt.log" >>"$table" || true
+fi
+if has quant; then
+    QUANT_SHAPE=${QUANT_SHAPE:-qwen2-1.5b}
     model "$QUANT_SHAPE"
     for q in dense q8_0; do
         "$BFTKIT" finetune --model "$OUT/models/$QUANT_SHAPE" --data "$DATA" --out "$OUT/quant-$q" --overwrite \
@@ -71,6 +81,18 @@ rel = sum(abs(x - y) / abs(x) for x, y in zip(a, b)) / len(a)
 print(f"\n{sys.argv[2]}, 50 steps, q8_0 base vs dense base: mean relative loss difference {rel:.2%} "
       f"({'within' if rel <= 0.02 else 'OVER'} 2%)")
 EOF
+fi
+if has big; then
+    IFS=: read -r bshape bquant bbatch blen <<<"${BIG:-llama3-70b:q4_k:4:512}"
+    big="$OUT/models/$bshape-$bquant.gguf"
+    if [ ! -f "$big" ]; then
+        [ "${KEEP_MODELS:-0}" = 1 ] || find "$OUT/models" -mindepth 1 -maxdepth 1 -type d -exec rm -rf {} +
+        "$PY" bench/make_random_gguf.py --shape "$bshape" --quant "$bquant" --tokenizer "$TOKENIZER" --out "$big"
+    fi
+    "$PY" bench/train_vs_peft.py --no-peer --bftkit "$BFTKIT" --device "$DEVICE" --dtype "$DTYPE" --model "$big" \
+        --data "$DATA" --batch "$bbatch" --max-len "$blen" --steps 3 --label "$bshape $bquant base" \
+        --bftkit-args="--base-quant auto --gradient-checkpointing" --out "$OUT/big" | tee "$OUT/big.log" || status=1
+    grep -E "^\| $bshape" "$OUT/big.log" >>"$table" || echo "| $bshape $bquant base | failed | | | | | | |" >>"$table"
 fi
 echo; cat "$table"
 exit $status

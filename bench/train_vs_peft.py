@@ -232,6 +232,8 @@ def main():
     p.add_argument("--dtype", default="f32", choices=["f32", "bf16"])
     p.add_argument("--bftkit-args", default="", help="extra finetune flags (e.g. --gradient-checkpointing)")
     p.add_argument("--peer-checkpointing", action="store_true", help="the peer with gradient checkpointing")
+    p.add_argument("--no-peer", action="store_true",
+                   help="bftkit alone (a base the peer cannot load, e.g. a q4_k GGUF): its speed and peak memory")
     p.add_argument("--label", default=None)
     p.add_argument("--out", default=None)
     p.add_argument("--quick", action="store_true")
@@ -268,6 +270,18 @@ def main():
     b_log = [json.loads(l) for l in open(os.path.join(run_dir, "train_log.jsonl"))]
     for s in b_log:
         s["seconds"] = s["tokens"] / s["tokens_per_s"]
+    if args.no_peer:
+        label = args.label or os.path.basename(args.model)
+        mem = "peak GPU" if gpu else "peak RSS"
+        json.dump({"label": label, "device": args.device, "dtype": args.dtype, "batch": args.batch,
+                   "max_len": args.max_len, "steps": args.steps, "bftkit_args": args.bftkit_args,
+                   "bftkit": {"tokens_per_s": rate(b_log), "peak_gb": b_peak, "losses": [s["loss"] for s in b_log]}},
+                  open(os.path.join(out, "train_vs_peft.json"), "w"), indent=1)
+        print(f"| model | batch x len | bftkit tokens/s | bftkit {mem} | peft tokens/s | peft {mem} | speed | memory |")
+        print(f"| {label} {args.bftkit_args} | {args.batch} x {args.max_len} | {rate(b_log):,.0f} | {b_peak:.2f} GB | "
+              f"not run | | | |")
+        print("step losses, bftkit:", " ".join(f"{s['loss']:.5g}" for s in b_log))
+        return
 
     from transformers import AutoTokenizer
 
