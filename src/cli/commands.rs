@@ -117,15 +117,31 @@ pub(super) fn embed(args: EmbedArgs) -> Result<()> {
 }
 
 pub(super) fn finetune(args: FinetuneArgs) -> Result<()> {
+    use crate::train::finetune::Progress;
     let opts = args.options();
     let bar = progress::bar(0, "steps", "{msg}");
-    let report = crate::train::finetune::finetune(&opts, |s, total| {
-        bar.set_length(total as u64);
-        bar.set_position(s.step as u64);
-        bar.set_message(format!(
-            "loss {:.4}  lr {:.2e}  {:.0} tok/s",
-            s.loss, s.lr, s.tokens_per_s
-        ));
+    let report = crate::train::finetune::finetune(&opts, |p| match p {
+        Progress::Loaded {
+            parameters,
+            bytes,
+            seconds,
+        } => progress::line(
+            &bar,
+            format!(
+                "loaded {}: {:.2} B parameters, {:.2} GB, in {seconds:.1} s",
+                opts.model.display(),
+                parameters as f64 / 1e9,
+                bytes as f64 / 1e9
+            ),
+        ),
+        Progress::Step { log: s, total } => {
+            bar.set_length(total as u64);
+            bar.set_position(s.step as u64);
+            bar.set_message(format!(
+                "loss {:.4}  lr {:.2e}  {:.0} tok/s",
+                s.loss, s.lr, s.tokens_per_s
+            ));
+        }
     })?;
     bar.finish_and_clear();
     print::finetuned(&report, &opts.out);

@@ -9,3 +9,12 @@ pub(super) fn bar(len: usize, unit: &str, extra: &str) -> ProgressBar {
     ProgressBar::new(len as u64)
         .with_style(ProgressStyle::with_template(&template).expect("valid template"))
 }
+
+/// A line above the bar, or plain on stderr where the bar is not drawn (not a terminal).
+pub(super) fn line(bar: &ProgressBar, text: String) {
+    if bar.is_hidden() {
+        eprintln!("{text}");
+    } else {
+        bar.println(text);
+    }
+}

@@ -401,15 +401,46 @@ impl TrainHook for EvalHook {
     }
 }
 
-/// Hands every step and the planned total to the caller (progress bars).
-struct ProgressHook<F: FnMut(&StepLog, usize)> {
-    on_step: F,
+/// What a run tells its caller as it goes (progress bars, notes).
+pub enum Progress<'a> {
+    /// The base model is on the device: its parameters, their bytes there (quantised weights at
+    /// their packed size), and the seconds loading took.
+    Loaded {
+        parameters: usize,
+        bytes: usize,
+        seconds: f64,
+    },
+    /// An optimizer step, and the planned number of steps.
+    Step { log: &'a StepLog, total: usize },
+}
+
+/// Parameters and bytes of a loaded base (dense tensors in their dtype, quantised at their size).
+fn weight_size(pre: &Pretrained) -> (usize, usize) {
+    let dense = pre
+        .tensors
+        .values()
+        .map(|t| (t.elem_count(), t.elem_count() * t.dtype().size_in_bytes()));
+    let quantized = pre
+        .quantized
+        .values()
+        .map(|q| (q.shape().elem_count(), q.storage_size_in_bytes()));
+    dense
+        .chain(quantized)
+        .fold((0, 0), |(n, b), (dn, db)| (n + dn, b + db))
+}
+
+/// Hands every step and the planned total to the caller.
+struct ProgressHook<F: FnMut(Progress<'_>)> {
+    on_progress: F,
     total: usize,
 }
 
-impl<F: FnMut(&StepLog, usize)> TrainHook for ProgressHook<F> {
+impl<F: FnMut(Progress<'_>)> TrainHook for ProgressHook<F> {
     fn after_step(&mut self, log: &StepLog, _: &StepContext<'_>) -> Result<()> {
-        (self.on_step)(log, self.total);
+        (self.on_progress)(Progress::Step {
+            log,
+            total: self.total,
+        });
         Ok(())
     }
 }
@@ -439,10 +470,10 @@ fn check_out_folder(opts: &FinetuneOptions) -> Result<()> {
     Ok(())
 }
 
-/// Runs a fine-tuning job; `on_step` sees every step and the planned number of steps.
+/// Runs a fine-tuning job; `on_progress` hears when the model is loaded and sees every step.
 pub fn finetune(
     opts: &FinetuneOptions,
-    on_step: impl FnMut(&StepLog, usize),
+    mut on_progress: impl FnMut(Progress<'_>),
 ) -> Result<FinetuneReport> {
     // Settings first: nothing on disk is touched by a run that cannot start.
     opts.train.check()?;
@@ -459,11 +490,18 @@ pub fn finetune(
         );
     }
     let keep_quantized = opts.lora.is_some() && opts.base_quant == BaseQuant::Auto;
+    let started = std::time::Instant::now();
     let mut pre = if keep_quantized {
         load_pretrained_quantized(&opts.model, &device, dtype)?
     } else {
         load_pretrained(&opts.model, &device, dtype)?
     };
+    let (parameters, bytes) = weight_size(&pre);
+    on_progress(Progress::Loaded {
+        parameters,
+        bytes,
+        seconds: started.elapsed().as_secs_f64(),
+    });
     let (samples, truncated, without_response) =
         load_samples(&opts.data, opts.template, &pre.tokenizer, opts.max_len)?;
     let eval_samples = match &opts.eval_data {
@@ -509,7 +547,7 @@ pub fn finetune(
         },
     };
     let mut progress = ProgressHook {
-        on_step,
+        on_progress,
         total: planned_steps(samples.len(), &opts.train),
     };
     // Logs before checkpoints: a checkpoint's steps and evaluations are always on disk.

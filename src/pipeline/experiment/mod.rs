@@ -258,11 +258,13 @@ pub(crate) fn run_arms(
                 } else {
                     "fine-tuning"
                 };
-                crate::train::finetune::finetune(&opts, |log, total| {
-                    note(&format!(
-                        "{how} {}: step {}/{total}, loss {:.4}",
-                        arm.name, log.step, log.loss
-                    ))
+                crate::train::finetune::finetune(&opts, |p| {
+                    if let crate::train::finetune::Progress::Step { log, total } = p {
+                        note(&format!(
+                            "{how} {}: step {}/{total}, loss {:.4}",
+                            arm.name, log.step, log.loss
+                        ))
+                    }
                 })
                 .with_context(|| format!("arm {}: fine-tuning", arm.name))?;
             }
