@@ -656,7 +656,12 @@ impl Decoder {
         let att = att.transpose(1, 2)?.reshape((b, t, nh * hd))?;
         let x = (x + lin(&blk.o, &att)?)?;
         let y = self.norm_op(&x, &blk.ln2)?;
-        let mlp = (lin(&blk.gate, &y)?.silu()? * lin(&blk.up, &y)?)?;
+        let (gate, up) = (lin(&blk.gate, &y)?, lin(&blk.up, &y)?);
+        let mlp = if fused {
+            super::fused::swiglu(&gate, &up)?
+        } else {
+            (gate.silu()? * up)?
+        };
         x + lin(&blk.down, &mlp)?
     }
 

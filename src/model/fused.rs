@@ -3,19 +3,23 @@
 //! candle's autograd keeps every intermediate of a composed op alive until the backward pass (an
 //! RMSNorm built from primitives holds six tensors per layer; attention holds the scores twice
 //! before the softmax), and its fused kernels (softmax, RMSNorm, RoPE) have no backward at all.
-//! Each op here computes its value off the graph — with candle's fused kernel where there is one
-//! — and joins the graph as one node whose backward is written out below, so a training step
-//! keeps one tensor per op. [`attach`] is the mechanism. The composed forms stay in
+//! Each op here computes its value off the graph — with candle's fused kernel where there is one,
+//! and on the CPU in f32 with the kernels of [`crate::numeric::activation`] (one pass where
+//! candle's CPU ops take one per primitive) — and joins the graph as one node whose backward is
+//! written out below, so a training step keeps one tensor per op. [`attach`] is the mechanism. The composed forms stay in
 //! [`super::decoder`] as the reference; the tests at the end check every backward against the
 //! composed ops' autograd.
 
+use std::cell::Cell;
 use std::sync::Mutex;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{
-    CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, Layout, Result, Shape,
-    Storage, Tensor, D,
+    CpuStorage, CudaStorage, CustomOp1, CustomOp2, CustomOp3, DType, InplaceOp1, Layout, Result,
+    Shape, Storage, Tensor, D,
 };
+
+use crate::numeric::activation;
 
 /// A backward: (arguments, output, gradient of the output) → gradient of each argument.
 pub(crate) type Backward =
@@ -166,6 +170,72 @@ impl CustomOp3 for Attached {
     }
 }
 
+thread_local! {
+    /// Whether f32 CPU tensors go through [`activation`]'s kernels (the tests switch them off to
+    /// check the composed path other devices take).
+    static KERNELS: Cell<bool> = const { Cell::new(true) };
+}
+
+/// Runs `f` with the CPU kernels off on this thread: every op takes candle's composed path.
+#[cfg(test)]
+pub(crate) fn without_kernels<R>(f: impl FnOnce() -> R) -> R {
+    KERNELS.with(|k| k.set(false));
+    let r = f();
+    KERNELS.with(|k| k.set(true));
+    r
+}
+
+/// Whether [`activation`]'s kernels apply: every tensor f32 on the CPU.
+fn kernels(ts: &[&Tensor]) -> bool {
+    KERNELS.with(|k| k.get())
+        && ts
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32)
+}
+
+/// `f` over the values of f32 CPU tensors (made contiguous); `None` from `f` (shapes that
+/// disagree) is an error naming `op`.
+fn on_cpu<R>(op: &str, ts: &[&Tensor], f: impl FnOnce(&[&[f32]]) -> Option<R>) -> Result<R> {
+    let ts = ts
+        .iter()
+        .map(|t| t.contiguous())
+        .collect::<Result<Vec<_>>>()?;
+    let guards: Vec<_> = ts.iter().map(|t| t.storage_and_layout()).collect();
+    let mut slices = Vec::with_capacity(ts.len());
+    for (t, (s, l)) in ts.iter().zip(&guards) {
+        match &**s {
+            Storage::Cpu(CpuStorage::F32(v)) => {
+                let start = l.start_offset();
+                slices.push(&v[start..start + t.elem_count()]);
+            }
+            _ => candle_core::bail!("fused op {op}: f32 CPU tensors expected"),
+        }
+    }
+    f(&slices).ok_or_else(|| candle_core::Error::Msg(format!("fused op {op}: shapes disagree")))
+}
+
+/// Softmax over the last dimension, in place (an f32 CPU tensor, contiguous from its start).
+struct SoftmaxInPlace;
+
+impl InplaceOp1 for SoftmaxInPlace {
+    fn name(&self) -> &'static str {
+        "softmax-in-place"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> Result<()> {
+        let CpuStorage::F32(v) = storage else {
+            candle_core::bail!("softmax-in-place: f32 expected");
+        };
+        let n = layout.shape().elem_count();
+        if !layout.is_contiguous() || layout.start_offset() != 0 || v.len() < n {
+            candle_core::bail!("softmax-in-place: one contiguous buffer expected");
+        }
+        let width = layout.shape().dims().last().copied().unwrap_or(1);
+        activation::softmax_rows(&mut v[..n], width)
+            .ok_or_else(|| candle_core::Error::Msg("softmax-in-place: empty rows".into()))
+    }
+}
+
 /// `value` (computed off the graph from `args`) as a graph node whose backward is `backward`.
 /// When no argument needs a gradient the value is returned as it is.
 pub(crate) fn attach(
@@ -204,6 +274,15 @@ pub fn rms_norm(x: &Tensor, w: &Tensor, eps: f64) -> Result<Tensor> {
         value,
         Box::new(move |args, _, g| {
             let (x, w) = (args[0], args[1]);
+            if !w.track_op() && kernels(&[x, w, g]) {
+                let dx = on_cpu("rms-norm", &[x, w, g], |s| {
+                    activation::rms_norm_grad(s[0], s[1], s[2], eps as f32)
+                })?;
+                return Ok(vec![
+                    Some(Tensor::from_vec(dx, x.shape(), x.device())?),
+                    None,
+                ]);
+            }
             let xf = x.to_dtype(DType::F32)?;
             let gf = g.to_dtype(DType::F32)?;
             let r = (xf.sqr()?.mean_keepdim(D::Minus1)? + eps)?
@@ -252,21 +331,80 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 pub fn attention_probs(q: &Tensor, k: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let dtype = q.dtype();
     let scores = (q.detach().matmul(&k.detach().t()?)? * scale)?.broadcast_add(mask)?;
-    let value = candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?;
-    drop(scores);
+    let value = if kernels(&[&scores]) {
+        let scores = scores.contiguous()?;
+        let scores = if scores.layout().start_offset() == 0 {
+            scores
+        } else {
+            scores.copy()?
+        };
+        scores.inplace_op1(&SoftmaxInPlace)?;
+        scores
+    } else {
+        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?
+    };
     attach(
         "attention",
         &[q, k],
         value,
         Box::new(move |args, p, g| {
             let (q, k) = (args[0], args[1]);
-            let pf = p.to_dtype(DType::F32)?;
-            let gf = g.to_dtype(DType::F32)?;
-            let row = (&gf * &pf)?.sum_keepdim(D::Minus1)?;
-            let ds = ((gf.broadcast_sub(&row)? * pf)? * scale)?.to_dtype(dtype)?;
+            let ds = if kernels(&[p, g]) {
+                let width = p.dim(D::Minus1)?;
+                let ds = on_cpu("attention", &[p, g], |s| {
+                    activation::softmax_grad_rows(s[0], s[1], width, scale as f32)
+                })?;
+                Tensor::from_vec(ds, p.shape(), p.device())?
+            } else {
+                let pf = p.to_dtype(DType::F32)?;
+                let gf = g.to_dtype(DType::F32)?;
+                let row = (&gf * &pf)?.sum_keepdim(D::Minus1)?;
+                ((gf.broadcast_sub(&row)? * pf)? * scale)?.to_dtype(dtype)?
+            };
             let dq = ds.matmul(k)?;
             let dk = ds.t()?.matmul(q)?;
             Ok(vec![Some(dq), Some(dk)])
+        }),
+    )
+}
+
+/// SwiGLU `silu(a) ⊙ b` (the MLP's gate and up projections), `silu(a) = a σ(a)`. Backward:
+/// `da = g ⊙ b ⊙ σ(a)(1 + a(1 − σ(a)))`, `db = g ⊙ silu(a)`; it keeps `a` and `b` only (candle's
+/// composed `silu` and product keep four tensors and take nine passes).
+pub fn swiglu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (ad, bd) = (a.detach(), b.detach());
+    let value = if kernels(&[&ad, &bd]) && a.shape() == b.shape() {
+        let v = on_cpu("swiglu", &[&ad, &bd], |s| activation::swiglu(s[0], s[1]))?;
+        Tensor::from_vec(v, a.shape(), a.device())?
+    } else {
+        (ad.silu()? * bd)?
+    };
+    attach(
+        "swiglu",
+        &[a, b],
+        value,
+        Box::new(move |args, _, g| {
+            let (a, b) = (args[0], args[1]);
+            if kernels(&[a, b, g]) && a.shape() == b.shape() {
+                let (da, db) = on_cpu("swiglu", &[a, b, g], |s| {
+                    activation::swiglu_grad(s[0], s[1], s[2])
+                })?;
+                return Ok(vec![
+                    Some(Tensor::from_vec(da, a.shape(), a.device())?),
+                    Some(Tensor::from_vec(db, b.shape(), b.device())?),
+                ]);
+            }
+            let dtype = a.dtype();
+            let (af, bf, gf) = (
+                a.to_dtype(DType::F32)?,
+                b.to_dtype(DType::F32)?,
+                g.to_dtype(DType::F32)?,
+            );
+            let s = ((af.neg()?.exp()? + 1.0)?).recip()?;
+            let silu = (&af * &s)?;
+            let da = ((&gf * bf)? * (&s * ((&af * (1.0 - &s)?)? + 1.0)?)?)?;
+            let db = (gf * silu)?;
+            Ok(vec![Some(da.to_dtype(dtype)?), Some(db.to_dtype(dtype)?)])
         }),
     )
 }
@@ -309,11 +447,19 @@ mod tests {
         composed: impl Fn(&[Tensor]) -> Result<Tensor>,
         args: &[Tensor],
     ) {
-        let (yf, gf) = grads(fused, args, 9);
-        let (yc, gc) = grads(composed, args, 9);
-        close(&yf, &yc, 1e-5, "value");
-        for (i, (a, b)) in gf.iter().zip(&gc).enumerate() {
-            close(a, b, 1e-5, &format!("gradient of argument {i}"));
+        // With the CPU kernels, and by the composed path other devices take.
+        let (yc, gc) = grads(&composed, args, 9);
+        for with_kernels in [true, false] {
+            let (yf, gf) = if with_kernels {
+                grads(&fused, args, 9)
+            } else {
+                without_kernels(|| grads(&fused, args, 9))
+            };
+            close(&yf, &yc, 1e-5, &format!("value (kernels {with_kernels})"));
+            for (i, (a, b)) in gf.iter().zip(&gc).enumerate() {
+                let what = format!("gradient of argument {i} (kernels {with_kernels})");
+                close(a, b, 1e-5, &what);
+            }
         }
     }
 
@@ -326,6 +472,30 @@ mod tests {
         };
         let args = [random(&[2, 3, 8], 1), (random(&[8], 2) + 1.0).unwrap()];
         compare(|a| rms_norm(&a[0], &a[1], 1e-6), composed, &args);
+    }
+
+    #[test]
+    fn rms_norm_backward_with_a_frozen_weight_equals_the_composed_ops_backward() {
+        let w = (random(&[8], 2) + 1.0).unwrap();
+        let composed = {
+            let w = w.clone();
+            move |a: &[Tensor]| {
+                let var = a[0].sqr()?.mean_keepdim(D::Minus1)?;
+                a[0].broadcast_div(&(var + 1e-6)?.sqrt()?)?
+                    .broadcast_mul(&w)
+            }
+        };
+        let fused = move |a: &[Tensor]| rms_norm(&a[0], &w, 1e-6);
+        compare(fused, composed, &[random(&[2, 3, 8], 1)]);
+    }
+
+    #[test]
+    fn swiglu_backward_equals_the_composed_ops_backward() {
+        // 40,000 elements: more than one parallel block, and a tail after the vector lanes;
+        // inputs out to ±9 where σ saturates.
+        let a = (random(&[4, 10_000], 11) * 9.0).unwrap();
+        let b = random(&[4, 10_000], 12);
+        compare(|x| swiglu(&x[0], &x[1]), |x| x[0].silu()? * &x[1], &[a, b]);
     }
 
     #[test]

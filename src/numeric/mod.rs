@@ -1,8 +1,11 @@
-//! Numerical building blocks shared by evaluation (`eval`) and figures (`viz`), with no knowledge
-//! of genes, tasks or files: a strided GEMM, exact nearest neighbours, one sparse-graph type and
-//! the fuzzy graph, clustering and its agreement scores, dense symmetric eigensolvers, and fast
-//! seedable generators. Nothing here reads files or prints.
+//! Numerical building blocks shared by evaluation (`eval`), figures (`viz`) and training
+//! (`train`), with no knowledge of genes, tasks or files: a strided GEMM, exact nearest
+//! neighbours, one sparse-graph type and the fuzzy graph, clustering and its agreement scores,
+//! dense symmetric eigensolvers, the softmax, SwiGLU and RMSNorm kernels of a training step, and
+//! fast seedable generators.
+//! Nothing here reads files or prints.
 
+pub(crate) mod activation;
 pub(crate) mod cluster;
 pub(crate) mod eigen;
 pub(crate) mod gemm;
