@@ -626,6 +626,17 @@ impl Decoder {
             }
         };
         let (q, k, v) = (lin(&blk.q, &y)?, lin(&blk.k, &y)?, lin(&blk.v, &y)?);
+        let scale = 1.0 / (hd as f64).sqrt();
+        if fused && cache.is_none() {
+            // Training and full forward passes: the attention as one node.
+            let heads = super::fused::Heads {
+                q: nh,
+                kv: nkv,
+                dim: hd,
+            };
+            let att = super::fused::attention(&q, &k, &v, (cos, sin), mask, heads, scale)?;
+            return self.mlp_residual(blk, x, &lin(&blk.o, &att)?, &mut lin);
+        }
         let heads = |z: Tensor, n: usize| -> Result<Tensor> {
             z.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous() // (b, n, t, d)
         };
@@ -645,19 +656,31 @@ impl Decoder {
             let rep = nh / nkv;
             let q = q.reshape((b, nkv, rep * t, hd))?;
             let mask = Tensor::cat(&vec![mask; rep], mask.rank() - 2)?;
-            let p = super::fused::attention_probs(&q, &k, &mask, 1.0 / (hd as f64).sqrt())?;
+            let p = super::fused::attention_probs(&q, &k, &mask, scale)?;
             p.matmul(&v)?.reshape((b, nh, t, hd))?
         } else {
             let (k, v) = (repeat_kv(k, nh / nkv)?, repeat_kv(v, nh / nkv)?);
-            let scores = (q.matmul(&k.t()?)? / (hd as f64).sqrt())?.broadcast_add(mask)?;
+            let scores = (q.matmul(&k.t()?)? * scale)?.broadcast_add(mask)?;
             let p = candle_nn::ops::softmax(&scores, D::Minus1)?;
             p.matmul(&v)?
         };
         let att = att.transpose(1, 2)?.reshape((b, t, nh * hd))?;
-        let x = (x + lin(&blk.o, &att)?)?;
+        self.mlp_residual(blk, x, &lin(&blk.o, &att)?, &mut lin)
+    }
+
+    /// The rest of a layer after its attention output `o`: `x + o`, then the MLP on its norm,
+    /// added.
+    fn mlp_residual(
+        &self,
+        blk: &Block,
+        x: &Tensor,
+        o: &Tensor,
+        lin: &mut impl FnMut(&AdaptedLinear, &Tensor) -> Result<Tensor>,
+    ) -> Result<Tensor> {
+        let x = (x + o)?;
         let y = self.norm_op(&x, &blk.ln2)?;
         let (gate, up) = (lin(&blk.gate, &y)?, lin(&blk.up, &y)?);
-        let mlp = if fused {
+        let mlp = if self.ops == Ops::Fused {
             super::fused::swiglu(&gate, &up)?
         } else {
             (gate.silu()? * up)?

@@ -349,21 +349,117 @@ pub fn attention_probs(q: &Tensor, k: &Tensor, mask: &Tensor, scale: f64) -> Res
         value,
         Box::new(move |args, p, g| {
             let (q, k) = (args[0], args[1]);
-            let ds = if kernels(&[p, g]) {
-                let width = p.dim(D::Minus1)?;
-                let ds = on_cpu("attention", &[p, g], |s| {
-                    activation::softmax_grad_rows(s[0], s[1], width, scale as f32)
-                })?;
-                Tensor::from_vec(ds, p.shape(), p.device())?
-            } else {
-                let pf = p.to_dtype(DType::F32)?;
-                let gf = g.to_dtype(DType::F32)?;
-                let row = (&gf * &pf)?.sum_keepdim(D::Minus1)?;
-                ((gf.broadcast_sub(&row)? * pf)? * scale)?.to_dtype(dtype)?
-            };
+            let ds = softmax_backward(p, g, scale)?;
             let dq = ds.matmul(k)?;
             let dk = ds.t()?.matmul(q)?;
             Ok(vec![Some(dq), Some(dk)])
+        }),
+    )
+}
+
+/// The softmax's backward: `scale · P ⊙ (G − rowsum(G ⊙ P))` for probabilities `p` and their
+/// gradient `g`, in `p`'s dtype.
+fn softmax_backward(p: &Tensor, g: &Tensor, scale: f64) -> Result<Tensor> {
+    if kernels(&[p, g]) {
+        let width = p.dim(D::Minus1)?;
+        let ds = on_cpu("attention", &[p, g], |s| {
+            activation::softmax_grad_rows(s[0], s[1], width, scale as f32)
+        })?;
+        return Tensor::from_vec(ds, p.shape(), p.device());
+    }
+    let pf = p.to_dtype(DType::F32)?;
+    let gf = g.to_dtype(DType::F32)?;
+    let row = (&gf * &pf)?.sum_keepdim(D::Minus1)?;
+    ((gf.broadcast_sub(&row)? * pf)? * scale)?.to_dtype(p.dtype())
+}
+
+/// The heads of a layer's attention: which, how many and how wide.
+#[derive(Debug, Clone, Copy)]
+pub struct Heads {
+    /// Query heads.
+    pub q: usize,
+    /// Key/value heads (grouped-query attention shares each among `q / kv` query heads).
+    pub kv: usize,
+    /// Width of one head.
+    pub dim: usize,
+}
+
+/// A layer's attention as one node, from the projections `q` (b, t, heads.q · d), `k` and `v`
+/// (b, t, heads.kv · d) to the heads' outputs side by side (b, t, heads.q · d): the heads split
+/// off, rotary embedding on queries and keys, `P = softmax(scale · q kᵀ + mask)` with the query
+/// heads grouped under their key/value head (no copies of keys and values per query head), `P v`,
+/// and the heads merged. `mask` (additive, constant; (t, t) or (b, 1, t, t)) is the same for
+/// every query head. It keeps `P` and the rotated heads; the backward, with `G` the
+/// output gradient split into heads: `dP = G vᵀ`, `dv = Pᵀ G`, `dS = scale · P ⊙ (dP −
+/// rowsum(dP ⊙ P))`, `dq = dS k`, `dk = dSᵀ q`, rotated back (the rotation by the opposite angle)
+/// and merged. Composed, each of those reshapes, transposes and products is a graph node whose
+/// backward zero-fills a gradient and adds to it.
+pub fn attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    (cos, sin): (&Tensor, &Tensor),
+    mask: &Tensor,
+    heads: Heads,
+    scale: f64,
+) -> Result<Tensor> {
+    let (b, t, _) = q.dims3()?;
+    let Heads {
+        q: nh,
+        kv: nkv,
+        dim: hd,
+    } = heads;
+    if nkv == 0 || nh % nkv != 0 {
+        candle_core::bail!("attention: {nh} query heads for {nkv} key/value heads");
+    }
+    let rep = nh / nkv;
+    // (b, t, n·d) → (b, n, t, d), and back.
+    let split = move |z: &Tensor, n: usize| -> Result<Tensor> {
+        z.reshape((b, t, n, hd))?.transpose(1, 2)?.contiguous()
+    };
+    let merge = move |z: &Tensor, n: usize| -> Result<Tensor> {
+        z.reshape((b, n, t, hd))?
+            .transpose(1, 2)?
+            .contiguous()?
+            .reshape((b, t, n * hd))
+    };
+    let rot = |z: Tensor| candle_nn::rotary_emb::rope(&z, cos, sin);
+    let qh = rot(split(&q.detach(), nh)?)?.reshape((b, nkv, rep * t, hd))?;
+    let kh = rot(split(&k.detach(), nkv)?)?;
+    let vh = split(&v.detach(), nkv)?;
+    let dtype = q.dtype();
+    let mask = Tensor::cat(&vec![mask; rep], mask.rank() - 2)?;
+    let scores = (qh.matmul(&kh.t()?)? * scale)?.broadcast_add(&mask)?;
+    let p = if kernels(&[&scores]) {
+        let scores = scores.contiguous()?;
+        let scores = if scores.layout().start_offset() == 0 {
+            scores
+        } else {
+            scores.copy()?
+        };
+        scores.inplace_op1(&SoftmaxInPlace)?;
+        scores
+    } else {
+        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?
+    };
+    let value = merge(&p.matmul(&vh)?, nh)?;
+    let (cos, sin) = (cos.clone(), sin.neg()?);
+    attach(
+        "attention",
+        &[q, k, v],
+        value,
+        Box::new(move |_, _, g| {
+            let gh = split(g, nh)?.reshape((b, nkv, rep * t, hd))?;
+            let dv = p.t()?.matmul(&gh)?;
+            let ds = softmax_backward(&p, &gh.matmul(&vh.t()?)?, scale)?;
+            let dq = ds.matmul(&kh)?.reshape((b, nh, t, hd))?;
+            let dk = ds.t()?.matmul(&qh)?;
+            let unrot = |z: &Tensor| candle_nn::rotary_emb::rope(&z.contiguous()?, &cos, &sin);
+            Ok(vec![
+                Some(merge(&unrot(&dq)?, nh)?),
+                Some(merge(&unrot(&dk)?, nkv)?),
+                Some(merge(&dv, nkv)?),
+            ])
         }),
     )
 }
@@ -540,6 +636,61 @@ mod tests {
             fused,
             composed,
             &[random(&[b, g, r, d], 4), random(&[b, g, t, d], 5)],
+        );
+    }
+
+    #[test]
+    fn attention_node_backward_equals_the_composed_ops_backward() {
+        // Grouped-query attention: 4 query heads over 2 key/value heads, causal mask.
+        let (b, t, d) = (2, 5, 4);
+        let heads = Heads {
+            q: 4,
+            kv: 2,
+            dim: d,
+        };
+        let angles: Vec<f32> = (0..t * d / 2).map(|i| 0.29 * i as f32).collect();
+        let ang = Tensor::from_vec(angles, (t, d / 2), &Device::Cpu).unwrap();
+        let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
+        let mask: Vec<f32> = (0..t * t)
+            .map(|i| {
+                if i % t > i / t {
+                    f32::NEG_INFINITY
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+        let scale = 0.5;
+        let composed = {
+            let (cos, sin, mask) = (cos.clone(), sin.clone(), mask.clone());
+            move |a: &[Tensor]| {
+                let split =
+                    |z: &Tensor, n: usize| z.reshape((b, t, n, d))?.transpose(1, 2)?.contiguous();
+                let rot = |z: Tensor| candle_nn::rotary_emb::rope_slow(&z, &cos, &sin);
+                let q = rot(split(&a[0], 4)?)?;
+                let rep = |z: Tensor| {
+                    z.unsqueeze(2)?
+                        .expand((b, 2, 2, t, d))?
+                        .reshape((b, 4, t, d))
+                };
+                let k = rep(rot(split(&a[1], 2)?)?)?;
+                let v = rep(split(&a[2], 2)?)?;
+                let s = (q.matmul(&k.t()?)? * scale)?.broadcast_add(&mask)?;
+                let o = candle_nn::ops::softmax(&s, D::Minus1)?.matmul(&v)?;
+                o.transpose(1, 2)?.reshape((b, t, 4 * d))
+            }
+        };
+        let fused =
+            move |a: &[Tensor]| attention(&a[0], &a[1], &a[2], (&cos, &sin), &mask, heads, scale);
+        compare(
+            fused,
+            composed,
+            &[
+                random(&[b, t, 4 * d], 21),
+                random(&[b, t, 2 * d], 22),
+                random(&[b, t, 2 * d], 23),
+            ],
         );
     }
 

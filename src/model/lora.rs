@@ -330,18 +330,25 @@ impl AdaptedLinear {
             };
             return y.reshape(out_dims);
         }
+        // The node takes `x` in its own shape and gives `y` in its shape: reshapes on the graph
+        // would each cost the backward a zero-filled gradient and an addition.
         let xd = x2.detach();
         let base = with_bias(xd.matmul(&w.t()?)?)?;
         let dtype = w.dtype();
         // The backward takes the weight again: a quantised one is dequantised then, not kept.
         drop(w);
         let frozen = self.base.clone();
+        let (in_dims, y_dims) = (dims, out_dims);
+        let flat = move |g: &Tensor| g.reshape(((), out));
         let y = match &self.adapter {
             None => super::fused::attach(
                 "linear",
-                &[&x2],
-                base,
-                Box::new(move |_, _, g| Ok(vec![Some(g.matmul(&frozen.weight()?)?)])),
+                &[x],
+                base.reshape(y_dims)?,
+                Box::new(move |_, _, g| {
+                    let dx = flat(g)?.matmul(&frozen.weight()?)?;
+                    Ok(vec![Some(dx.reshape(in_dims.as_slice())?)])
+                }),
             )?,
             Some((a, b, scale)) => {
                 let mask = match dropout {
@@ -350,19 +357,21 @@ impl AdaptedLinear {
                 };
                 let xa = dropped(xd.to_dtype(a.dtype())?, &mask)?;
                 let low = (xa.matmul(&a.detach().t()?)? * *scale)?.matmul(&b.detach().t()?)?;
-                let value = (base + low.to_dtype(dtype)?)?;
+                let value = (base + low.to_dtype(dtype)?)?.reshape(y_dims)?;
                 let s = *scale;
                 super::fused::attach(
                     "lora-linear",
-                    &[&x2, a, b],
+                    &[x, a, b],
                     value,
                     Box::new(move |args, _, g| {
-                        let (x, a, b) = (args[0], args[1], args[2]);
+                        let (x, a, b) = (&args[0].reshape(((), inp))?, args[1], args[2]);
+                        let g = &flat(g)?;
                         let gf = g.to_dtype(a.dtype())?;
                         let gb = gf.matmul(b)?; // (m, r)
                         let xa = dropped(x.to_dtype(a.dtype())?, &mask)?;
                         let dxa = dropped((gb.matmul(a)? * s)?, &mask)?;
-                        let dx = (g.matmul(&frozen.weight()?)? + dxa.to_dtype(g.dtype())?)?;
+                        let dx = (g.matmul(&frozen.weight()?)? + dxa.to_dtype(g.dtype())?)?
+                            .reshape(in_dims.as_slice())?;
                         let da = (gb.t()?.matmul(&xa)? * s)?;
                         let db = (gf.t()?.matmul(&xa.matmul(&a.t()?)?)? * s)?;
                         Ok(vec![Some(dx), Some(da), Some(db)])
@@ -370,7 +379,7 @@ impl AdaptedLinear {
                 )?
             }
         };
-        y.reshape(out_dims)
+        Ok(y)
     }
 
     /// The forward pass from candle's composed ops and autograd: the reference the fused pass is
