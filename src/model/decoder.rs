@@ -572,17 +572,7 @@ impl Decoder {
             candle_core::bail!("sequence of {t} tokens exceeds max_position_embeddings");
         }
         let (cos, sin) = self.rotary(&(0..t as u32).collect::<Vec<_>>())?;
-        // Causal mask: 0 on and below the diagonal, -inf above. (t, t)
-        let mask: Vec<f32> = (0..t * t)
-            .map(|i| {
-                if i % t > i / t {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, t), self.device())?.to_dtype(self.dtype)?;
+        let mask = Tensor::from_vec(causal_mask(t), (t, t), self.device())?.to_dtype(self.dtype)?;
         Ok((cos, sin, mask))
     }
 
@@ -815,6 +805,20 @@ impl KvCache {
 }
 
 /// (b, kv, t, d) → (b, kv·n, t, d), each key/value head repeated for its `n` query heads.
+/// The additive causal mask of `t` positions, row-major (t, t): 0 on and below the diagonal,
+/// −∞ above.
+pub(crate) fn causal_mask(t: usize) -> Vec<f32> {
+    (0..t * t)
+        .map(|i| {
+            if i % t > i / t {
+                f32::NEG_INFINITY
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 fn repeat_kv(x: Tensor, n: usize) -> Result<Tensor> {
     if n == 1 {
         return Ok(x);

@@ -236,6 +236,22 @@ impl InplaceOp1 for SoftmaxInPlace {
     }
 }
 
+/// Softmax over the last dimension of attention scores, off the graph, in `dtype`: in place by
+/// [`activation`]'s kernel for f32 CPU scores, otherwise candle's fused kernel in f32.
+fn softmax_scores(scores: Tensor, dtype: DType) -> Result<Tensor> {
+    if !kernels(&[&scores]) {
+        return candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype);
+    }
+    let scores = scores.contiguous()?;
+    let scores = if scores.layout().start_offset() == 0 {
+        scores
+    } else {
+        scores.copy()?
+    };
+    scores.inplace_op1(&SoftmaxInPlace)?;
+    Ok(scores)
+}
+
 /// `value` (computed off the graph from `args`) as a graph node whose backward is `backward`.
 /// When no argument needs a gradient the value is returned as it is.
 pub(crate) fn attach(
@@ -331,18 +347,7 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 pub fn attention_probs(q: &Tensor, k: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let dtype = q.dtype();
     let scores = (q.detach().matmul(&k.detach().t()?)? * scale)?.broadcast_add(mask)?;
-    let value = if kernels(&[&scores]) {
-        let scores = scores.contiguous()?;
-        let scores = if scores.layout().start_offset() == 0 {
-            scores
-        } else {
-            scores.copy()?
-        };
-        scores.inplace_op1(&SoftmaxInPlace)?;
-        scores
-    } else {
-        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?
-    };
+    let value = softmax_scores(scores, dtype)?;
     attach(
         "attention",
         &[q, k],
@@ -430,18 +435,7 @@ pub fn attention(
     let dtype = q.dtype();
     let mask = Tensor::cat(&vec![mask; rep], mask.rank() - 2)?;
     let scores = (qh.matmul(&kh.t()?)? * scale)?.broadcast_add(&mask)?;
-    let p = if kernels(&[&scores]) {
-        let scores = scores.contiguous()?;
-        let scores = if scores.layout().start_offset() == 0 {
-            scores
-        } else {
-            scores.copy()?
-        };
-        scores.inplace_op1(&SoftmaxInPlace)?;
-        scores
-    } else {
-        candle_nn::ops::softmax_last_dim(&scores.to_dtype(DType::F32)?)?.to_dtype(dtype)?
-    };
+    let p = softmax_scores(scores, dtype)?;
     let value = merge(&p.matmul(&vh)?, nh)?;
     let (cos, sin) = (cos.clone(), sin.neg()?);
     attach(
@@ -651,16 +645,8 @@ mod tests {
         let angles: Vec<f32> = (0..t * d / 2).map(|i| 0.29 * i as f32).collect();
         let ang = Tensor::from_vec(angles, (t, d / 2), &Device::Cpu).unwrap();
         let (cos, sin) = (ang.cos().unwrap(), ang.sin().unwrap());
-        let mask: Vec<f32> = (0..t * t)
-            .map(|i| {
-                if i % t > i / t {
-                    f32::NEG_INFINITY
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mask = Tensor::from_vec(mask, (t, t), &Device::Cpu).unwrap();
+        let mask =
+            Tensor::from_vec(super::super::decoder::causal_mask(t), (t, t), &Device::Cpu).unwrap();
         let scale = 0.5;
         let composed = {
             let (cos, sin, mask) = (cos.clone(), sin.clone(), mask.clone());

@@ -182,12 +182,13 @@ fn rms_norm_grad_body(x: &[f32], w: &[f32], g: &[f32], eps: f32, dx: &mut [f32])
     }
 }
 
-/// Defines `pub(crate) fn NAME(args) -> RET` running `BODY(args)` compiled for AVX2 + FMA
+/// Defines `fn NAME(args) -> RET` running `BODY(args)` compiled for AVX2 + FMA
 /// when the CPU has them, for the baseline CPU otherwise.
 macro_rules! dispatch {
-    ($(fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:ident;)*) => {$(
+    ($($(#[$meta:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? = $body:ident;)*) => {$(
+        $(#[$meta])*
         #[allow(clippy::too_many_arguments)]
-        fn $name($($arg: $ty),*) $(-> $ret)? {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx2,fma")]
@@ -205,6 +206,8 @@ macro_rules! dispatch {
 }
 
 dispatch! {
+    /// `Σ a ⊙ b` in f32, in 16 independent lanes.
+    pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 = dot_body;
     fn softmax_row(row: &mut [f32]) -> (f32, f32) = softmax_body;
     fn softmax_grad_row(p: &[f32], g: &[f32], scale: f32, out: &mut [f32]) = softmax_grad_body;
     fn swiglu_block(a: &[f32], b: &[f32], out: &mut [f32]) = swiglu_body;

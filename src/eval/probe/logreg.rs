@@ -13,6 +13,7 @@
 //! solver makes one fused, multi-threaded f32 pass over X per evaluation and accumulates in f64.
 //! `bench/probe_vs_sklearn.py` records the ratio on the real suite.
 
+use crate::numeric::activation::dot;
 use anyhow::{bail, Result};
 use rayon::prelude::*;
 
@@ -373,24 +374,6 @@ fn log1p_exp(z: f64) -> f64 {
     } else {
         z.exp().ln_1p()
     }
-}
-
-/// f32 dot product with eight independent accumulators so the compiler vectorises it.
-fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0.0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for k in 0..8 {
-            acc[k] += x[k] * y[k];
-        }
-    }
-    acc.iter().sum::<f32>() + tail
 }
 
 fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
