@@ -341,8 +341,9 @@ pub fn rope(x: &Tensor, cos: &Tensor, sin: &Tensor) -> Result<Tensor> {
 }
 
 /// Attention probabilities `softmax(scale · q kᵀ + mask)` for `q` (b, g, r, d) and `k`
-/// (b, g, t, d); `mask` (additive, constant) broadcasts to (b, g, r, t). The softmax runs in f32
-/// (candle's fused kernel); only the probabilities are kept. Backward, with `P` the output:
+/// (b, g, t, d); `mask` (additive, constant) broadcasts to (b, g, r, t): the cached decoding path
+/// (training runs [`attention`]). The softmax runs in f32 (`softmax_scores`); only the
+/// probabilities are kept. Backward, with `P` the output:
 /// `dS = scale · P ⊙ (G − rowsum(G ⊙ P))`, `dq = dS k`, `dk = dSᵀ q`.
 pub fn attention_probs(q: &Tensor, k: &Tensor, mask: &Tensor, scale: f64) -> Result<Tensor> {
     let dtype = q.dtype();
